@@ -1,0 +1,3 @@
+"""reviewer: batch-first AI code review for GitHub."""
+
+__version__ = "0.1.0"
