@@ -1,0 +1,219 @@
+"""Shared plumbing for the local API emulators: a threaded HTTP/1.1 server on 127.0.0.1, a request log,
+and fault switches (answer the next matching request with an error; hold a response after the request
+was processed, so that a test can kill the client between the server's side effect and its answer).
+
+The emulators exist for the demo and the tests; no pipeline module imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+HOLD_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    headers: dict[str, str]
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+
+
+@dataclass
+class Hold:
+    """Blocks the response of one matching request after it was processed, until released."""
+
+    method: str
+    pattern: re.Pattern[str]
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        all_headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        return cls(status, json.dumps(payload).encode(), all_headers)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+Handler = Callable[[Request], Response]
+
+
+class EmulatorServer:
+    """Runs `handle(request) -> Response` behind a ThreadingHTTPServer in a daemon thread."""
+
+    def __init__(self, handle: Handler, public_url: str | None = None, port: int = 0) -> None:
+        self._handle = handle
+        self._public_url = public_url
+        self._port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
+        self.requests: list[RecordedRequest] = []
+
+    @property
+    def url(self) -> str:
+        if self._public_url:
+            return self._public_url.rstrip("/")
+        if self._httpd is None:
+            raise RuntimeError("emulator is not started")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> None:
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else delayed ACKs cost ~40 ms per keep-alive request
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                server._serve_one(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            for hold in self._holds:
+                hold.release()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    # fault switches -------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        path_pattern: str,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        with self._lock:
+            self._faults.append(
+                Fault(method.upper(), re.compile(path_pattern), status, body, dict(headers or {}), times)
+            )
+
+    def hold_after_processing(self, method: str, path_pattern: str) -> Hold:
+        hold = Hold(method.upper(), re.compile(path_pattern))
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def count(self, method: str | None = None, path_prefix: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (method is None or r.method == method.upper())
+                and (path_prefix is None or r.path.startswith(path_prefix))
+            )
+
+    # serving ----------------------------------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.method == method and fault.pattern.search(path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        with self._lock:
+            for hold in self._holds:
+                if hold.method == method and hold.pattern.search(path):
+                    self._holds.remove(hold)
+                    return hold
+        return None
+
+    def _serve_one(self, raw: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(raw.path)
+        length = int(raw.headers.get("Content-Length") or 0)
+        body = raw.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in raw.headers.items()}
+        request = Request(raw.command, parts.path, parse_qs(parts.query), headers, body)
+        fault = self._take_fault(request.method, request.path)
+        if fault is not None:
+            payload = fault.body if fault.body is not None else {"message": "emulated fault"}
+            response = Response.json(fault.status, payload, fault.headers)
+        else:
+            response = self._handle(request)
+            hold = self._take_hold(request.method, request.path)
+            if hold is not None:
+                hold.reached.set()
+                hold.released.wait(HOLD_TIMEOUT_SECONDS)
+        with self._lock:
+            self.requests.append(
+                RecordedRequest(request.method, request.path, request.query, response.status, headers)
+            )
+        self._write(raw, response)
+
+    @staticmethod
+    def _write(raw: BaseHTTPRequestHandler, response: Response) -> None:
+        try:
+            raw.send_response(response.status)
+            for name, value in response.headers.items():
+                raw.send_header(name, value)
+            raw.send_header("Content-Length", str(len(response.body)))
+            raw.end_headers()
+            if raw.command != "HEAD":
+                raw.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (killed by a crash test) while the response was held
