@@ -1,0 +1,166 @@
+"""Thin adapter over the anthropic SDK's Message Batches API: create, retrieve, list, cancel and the
+streamed results, with the SDK's failures translated into `AnthropicError`.
+
+Traps it avoids (see shared/reference/anthropic-batches.md): the SDK sends no idempotency key, so
+`create` is sent with retries off (a crash or timeout is reconciled from `list` instead); the results
+decoder leaves the HTTP response open on error, so it is always closed; results are streamed, never
+held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator, TypeVar
+
+import anthropic
+
+from reviewer.config import Settings, require_anthropic_key
+from reviewer.cost import Usage
+from reviewer.errors import AnthropicError
+
+T = TypeVar("T")
+LIST_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    id: str
+    processing_status: str
+    created_at: datetime
+    ended_at: datetime | None
+    archived_at: datetime | None
+    request_total: int
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    custom_id: str
+    type: str  # succeeded | errored | expired | canceled
+    model: str | None = None
+    stop_reason: str | None = None
+    text: str | None = None
+    content_json: str | None = None
+    usage: Usage | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+def _status(batch: Any) -> BatchStatus:
+    counts = batch.request_counts
+    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+    return BatchStatus(batch.id, batch.processing_status, batch.created_at, batch.ended_at,
+                       batch.archived_at, total)
+
+
+def usage_from(raw: Any) -> Usage:
+    creation = getattr(raw, "cache_creation", None)
+    return Usage(
+        input_tokens=raw.input_tokens or 0,
+        output_tokens=raw.output_tokens or 0,
+        cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", None) or 0,
+        cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", None) or 0,
+        cache_creation_5m_tokens=getattr(creation, "ephemeral_5m_input_tokens", None) if creation else None,
+        cache_creation_1h_tokens=getattr(creation, "ephemeral_1h_input_tokens", None) if creation else None,
+    )
+
+
+def _line(item: Any) -> ResultLine:
+    result = item.result
+    if result.type == "succeeded":
+        message = result.message
+        blocks = [block.model_dump(mode="json") if hasattr(block, "model_dump") else block
+                  for block in message.content]
+        text = "\n\n".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+        return ResultLine(item.custom_id, "succeeded", message.model, message.stop_reason, text,
+                          json.dumps(blocks), usage_from(message.usage))
+    if result.type == "errored":
+        inner = getattr(result.error, "error", None)
+        return ResultLine(item.custom_id, "errored", error_type=getattr(inner, "type", "unknown"),
+                          error_message=getattr(inner, "message", str(result.error)))
+    return ResultLine(item.custom_id, result.type)
+
+
+class Batches:
+    def __init__(self, settings: Settings) -> None:
+        self._client = anthropic.Anthropic(
+            api_key=require_anthropic_key(settings),
+            base_url=settings.anthropic_base_url,
+            timeout=settings.anthropic.timeout_seconds,
+            max_retries=2,
+        )
+        self.base_url = str(self._client.base_url)
+
+    def create(self, requests: list[dict[str, Any]]) -> BatchStatus:
+        no_retry = self._client.with_options(max_retries=0)
+        return self._call("create a message batch",
+                          lambda: _status(no_retry.messages.batches.create(requests=requests)))  # type: ignore[arg-type]
+
+    def retrieve(self, batch_id: str) -> BatchStatus:
+        return self._call(f"retrieve batch {batch_id}",
+                          lambda: _status(self._client.messages.batches.retrieve(batch_id)))
+
+    def cancel(self, batch_id: str) -> BatchStatus:
+        return self._call(f"cancel batch {batch_id}",
+                          lambda: _status(self._client.messages.batches.cancel(batch_id)))
+
+    def list_since(self, created_after: datetime) -> list[BatchStatus]:
+        """Batches created at or after `created_after` (the list is newest first, so stop early)."""
+        def run() -> list[BatchStatus]:
+            found = []
+            for batch in self._client.messages.batches.list(limit=LIST_PAGE_SIZE):
+                if batch.created_at < created_after:
+                    break
+                found.append(_status(batch))
+            return found
+
+        return self._call("list message batches", run)
+
+    @contextmanager
+    def results(self, batch_id: str) -> Iterator[Iterator[ResultLine]]:
+        """Stream the result lines of an ended batch; the response is closed even on error."""
+        decoder = self._call(f"download the results of batch {batch_id}",
+                             lambda: self._client.messages.batches.results(batch_id))
+        try:
+            yield self._guarded(batch_id, decoder)
+        finally:
+            decoder.close()
+
+    def _guarded(self, batch_id: str, decoder: Any) -> Iterator[ResultLine]:
+        iterator = iter(decoder)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except (ValueError, anthropic.APIError) as exc:  # broken JSONL or a dropped connection
+                raise AnthropicError(f"results of batch {batch_id} broke off: {exc}", "poll again",
+                                     retryable=True) from None
+            yield _line(item)
+
+    def _call(self, action: str, run: Callable[[], T]) -> T:
+        try:
+            return run()
+        except anthropic.AuthenticationError:
+            raise AnthropicError(f"Anthropic rejected the API key while trying to {action} (401)",
+                                 "check ANTHROPIC_API_KEY", status=401) from None
+        except anthropic.APIStatusError as exc:
+            retryable = exc.status_code in (404, 408, 409, 429) or exc.status_code >= 500
+            raise AnthropicError(f"could not {action}: Anthropic answered {exc.status_code} {_detail(exc)}",
+                                 status=exc.status_code, retryable=retryable) from None
+        except anthropic.APIConnectionError:
+            raise AnthropicError(f"could not {action}: cannot reach the Anthropic API at {self.base_url}",
+                                 "check ANTHROPIC_BASE_URL and the network", retryable=True) from None
+        except anthropic.AnthropicError as exc:  # e.g. results requested before the batch ended
+            raise AnthropicError(f"could not {action}: {exc}", retryable=True) from None
+
+
+def _detail(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return f"{error.get('type', '')}: {error.get('message', '')}"
+    return str(exc.message)[:200]

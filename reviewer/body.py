@@ -1,0 +1,56 @@
+"""The text of a posted review, pure: the model's review made safe to post, a short footer (model,
+what this review cost, what the standard API would have charged), and a hidden marker that names the
+job, so posting can look itself up and never post the same review twice.
+
+Anyone can type a marker into a comment, so only reviews by the service's own identity count (see
+github.py), and marker-like text in the model's output is removed before posting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from reviewer.cost import format_usd
+
+GITHUB_BODY_LIMIT = 65_536
+MARKER_PREFIX = "<!-- reviewer:"
+_MARKER = re.compile(r"<!--\s*reviewer:[^>]*-->", re.IGNORECASE)
+_HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
+TRUNCATION_NOTE = "\n\n*(review shortened to fit GitHub's size limit)*"
+
+
+@dataclass(frozen=True)
+class Footer:
+    model: str
+    cost_micro_usd: int
+    standard_cost_micro_usd: int
+    head_sha: str
+    batch: bool = True
+
+
+def marker(job_id: int, head_sha: str) -> str:
+    return f"{MARKER_PREFIX}job={job_id} head={head_sha} -->"
+
+
+def sanitize_model_text(text: str) -> str:
+    """Remove HTML comments (and so anything that looks like our marker) from the model's output."""
+    return _HTML_COMMENT.sub("", _MARKER.sub("", text)).strip()
+
+
+def footer_line(footer: Footer) -> str:
+    mode = "batch" if footer.batch else "standard API"
+    cost = format_usd(footer.cost_micro_usd, 4)
+    standard = format_usd(footer.standard_cost_micro_usd, 4)
+    return (f"<sub>Automated review by reviewer · {footer.model} · reviewed commit {footer.head_sha[:7]} · "
+            f"cost {cost} ({mode}; the standard API would have charged {standard})</sub>")
+
+
+def compose_review_body(review_text: str, footer: Footer, job_marker: str) -> str:
+    """Review + footer + marker, shortened if needed so the whole fits GitHub's 65,536 characters."""
+    text = sanitize_model_text(review_text) or "_The model returned an empty review._"
+    tail = f"\n\n---\n{footer_line(footer)}\n{job_marker}"
+    room = GITHUB_BODY_LIMIT - len(tail)
+    if len(text) > room:
+        text = text[: room - len(TRUNCATION_NOTE)].rstrip() + TRUNCATION_NOTE
+    return text + tail

@@ -1,0 +1,255 @@
+"""Configuration: one YAML file (`--config`, else `REVIEWER_CONFIG`, else ./reviewer.yml) plus the
+environment, validated completely at start-up into a frozen `Settings`.
+
+Precedence: command-line flag, then environment (`REVIEWER_DATABASE_URL`, `GITHUB_API_URL`,
+`ANTHROPIC_BASE_URL`), then the file, then the defaults below. Secrets (`GITHUB_TOKEN`,
+`ANTHROPIC_API_KEY`) come only from the environment. Every mistake becomes one `ConfigError` line that
+names the key and what to put there instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reviewer.cost import PriceTable, load_price_table
+from reviewer.errors import ConfigError
+from reviewer.render import template_exists
+
+DEFAULT_CONFIG_PATH = "reviewer.yml"
+DEFAULT_DATABASE_URL = "sqlite:///reviewer.db"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+NAMED_SCHEDULES = {"nightly": "0 2 * * *", "weekly": "0 2 * * 1"}
+REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RepoOverrides(_Strict):
+    """Per-repository settings; anything left out comes from `defaults`."""
+
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=300_000)
+    schedule: str | None = None
+    template: str | None = None
+    instructions: str | None = None
+    skip_drafts: bool | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+
+
+class RepoEntry(RepoOverrides):
+    name: str
+
+
+class Defaults(_Strict):
+    model: str = "claude-opus-4-7"
+    max_tokens: int = Field(default=8192, ge=1, le=300_000)
+    schedule: str = "nightly"
+    template: str = "review"
+    instructions: str = ""
+    skip_drafts: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class Intervals(_Strict):
+    collect_seconds: float = Field(default=300, gt=0)
+    poll_seconds: float = Field(default=120, gt=0)
+    post_seconds: float = Field(default=120, gt=0)
+    lease_seconds: float = Field(default=600, gt=0)
+
+
+class GitHubOptions(_Strict):
+    api_url: str | None = None
+    request_pause_seconds: float = Field(default=0.0, ge=0)
+    write_pause_seconds: float = Field(default=1.0, ge=0)  # ~60 reviews/min, under GitHub's 80/min
+    timeout_seconds: float = Field(default=30, gt=0)
+
+
+class AnthropicOptions(_Strict):
+    base_url: str | None = None
+    timeout_seconds: float = Field(default=600, gt=0)
+
+
+class FileConfig(_Strict):
+    database_url: str | None = None
+    timezone: str = "UTC"
+    prompts_dir: str | None = None
+    defaults: Defaults = Defaults()
+    repositories: list[RepoEntry] = Field(default_factory=list)
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    intervals: Intervals = Intervals()
+    github: GitHubOptions = GitHubOptions()
+    anthropic: AnthropicOptions = AnthropicOptions()
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    name: str
+    model: str
+    max_tokens: int
+    schedule: str  # the cron expression (named schedules already expanded)
+    template: str
+    instructions: str
+    skip_drafts: bool
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    database_url: str
+    timezone: str
+    prompts_dir: Path | None
+    repositories: tuple[RepoSettings, ...]
+    prices: PriceTable
+    intervals: Intervals
+    github_api_url: str
+    github_token: str | None
+    github: GitHubOptions
+    anthropic_base_url: str | None
+    anthropic_api_key: str | None
+    anthropic: AnthropicOptions
+
+    def repo(self, name: str) -> RepoSettings:
+        for repo in self.repositories:
+            if repo.name == name:
+                return repo
+        raise ConfigError(self.source, "repositories", f"{name} is not configured; add it to the file")
+
+
+def _pydantic_error_line(source: str, error: ValidationError) -> ConfigError:
+    first = error.errors()[0]
+    key = ""
+    for part in first["loc"]:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown key; remove it or fix its spelling (see reviewer.example.yml)"
+    elif kind == "missing":
+        problem = "required key is missing"
+    else:
+        problem = f"{first['msg']} (got {first.get('input')!r})"
+    return ConfigError(source, key, problem)
+
+
+def _cron(source: str, key: str, schedule: str, timezone: str) -> str:
+    expression = NAMED_SCHEDULES.get(schedule, schedule)
+    try:
+        CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
+    except ValueError as exc:
+        raise ConfigError(
+            source, key, f"{schedule!r} is not nightly, weekly or a valid 5-field cron expression ({exc})"
+        ) from None
+    return expression
+
+
+def _merge_repo(source: str, index: int, entry: RepoEntry, file: FileConfig, prices: PriceTable,
+                prompts_dir: Path | None) -> RepoSettings:
+    key = f"repositories[{index}]"
+    if not REPO_NAME.match(entry.name):
+        raise ConfigError(source, f"{key}.name", f"{entry.name!r} is not an owner/name repository")
+    d = file.defaults
+    model = entry.model or d.model
+    if model not in prices.models:
+        raise ConfigError(source, f"{key}.model", f"unknown model {model!r}; known: "
+                          f"{', '.join(sorted(prices.models))} (or add it under prices:)")
+    template = entry.template or d.template
+    if not template_exists(template, prompts_dir):
+        raise ConfigError(source, f"{key}.template", f"no template {template!r}: expected "
+                          f"{template}.system.j2 and {template}.user.j2 in prompts_dir or the built-in prompts")
+    return RepoSettings(
+        name=entry.name,
+        model=model,
+        max_tokens=entry.max_tokens or d.max_tokens,
+        schedule=_cron(source, f"{key}.schedule", entry.schedule or d.schedule, file.timezone),
+        template=template,
+        instructions=entry.instructions if entry.instructions is not None else d.instructions,
+        skip_drafts=d.skip_drafts if entry.skip_drafts is None else entry.skip_drafts,
+        max_attempts=entry.max_attempts or d.max_attempts,
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(source, "", "config file not found; create it (see reviewer.example.yml) "
+                          "or pass --config PATH") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "the top level must be a mapping of keys (database_url, repositories, ...)")
+    return raw
+
+
+def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str, str],
+                          base_dir: Path) -> Settings:
+    try:
+        file = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _pydantic_error_line(source, exc) from None
+    try:
+        ZoneInfo(file.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(source, "timezone", f"unknown time zone {file.timezone!r}; use an IANA name "
+                          "such as UTC or Europe/Berlin") from None
+    try:
+        prices = load_price_table(file.prices)
+    except (KeyError, ArithmeticError, ValueError, TypeError) as exc:
+        raise ConfigError(source, "prices", f"each row needs numeric input and output prices ({exc})") from None
+    prompts_dir = (base_dir / file.prompts_dir).resolve() if file.prompts_dir else None
+    repos = tuple(_merge_repo(source, i, e, file, prices, prompts_dir) for i, e in enumerate(file.repositories))
+    names = [r.name for r in repos]
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "repositories", "a repository is listed twice; keep one entry per name")
+    _cron(source, "defaults.schedule", file.defaults.schedule, file.timezone)
+    return Settings(
+        source=source,
+        database_url=env.get("REVIEWER_DATABASE_URL") or file.database_url or DEFAULT_DATABASE_URL,
+        timezone=file.timezone,
+        prompts_dir=prompts_dir,
+        repositories=repos,
+        prices=prices,
+        intervals=file.intervals,
+        github_api_url=(env.get("GITHUB_API_URL") or file.github.api_url or DEFAULT_GITHUB_API_URL).rstrip("/"),
+        github_token=env.get("GITHUB_TOKEN") or None,
+        github=file.github,
+        anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or file.anthropic.base_url,
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic=file.anthropic,
+    )
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config; `path` None means REVIEWER_CONFIG or ./reviewer.yml."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get("REVIEWER_CONFIG") or DEFAULT_CONFIG_PATH)
+    raw = _read_yaml(config_path)
+    return settings_from_mapping(raw, str(config_path), env, config_path.resolve().parent)
+
+
+def require_github_token(settings: Settings) -> str:
+    if not settings.github_token:
+        raise ConfigError("environment", "GITHUB_TOKEN", "not set; export a token that can read pull "
+                          "requests and write reviews")
+    return settings.github_token
+
+
+def require_anthropic_key(settings: Settings) -> str:
+    if not settings.anthropic_api_key:
+        raise ConfigError("environment", "ANTHROPIC_API_KEY", "not set; export an Anthropic API key")
+    return settings.anthropic_api_key
+

@@ -1,0 +1,86 @@
+"""Every error `reviewer` raises on purpose, each with a one-line message that says what is wrong and
+what to do about it. `cli.main` catches `ReviewerError` once, prints `error: <message>` and exits 1;
+anything else is a bug and keeps its traceback.
+
+    ReviewerError
+    ├── ConfigError            the config file or environment is invalid (names the key)
+    ├── SchemaOutOfDate        the database is not at the migrations' head
+    ├── TemplateError          a prompt template is missing or refers to an unknown variable
+    ├── GitHubError            GitHub answered with an error or could not be reached
+    │   ├── AuthFailed         401: token missing, wrong or expired
+    │   ├── NotFound           404: repository or pull request does not exist (or the token cannot see it)
+    │   └── RateLimited        403/429 rate limit; carries the seconds to wait
+    ├── AnthropicError         the Anthropic API answered with an error or could not be reached
+    ├── ConcurrentTransition   a queue item was not in the state the caller expected (another worker won)
+    └── InstanceConflict       a second instance was started on a database that supports only one
+"""
+
+from __future__ import annotations
+
+
+class ReviewerError(Exception):
+    """Base class: `message` is one line for a human; `hint` optionally says how to fix it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class ConfigError(ReviewerError):
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+class SchemaOutOfDate(ReviewerError):
+    def __init__(self, current: str | None, head: str) -> None:
+        super().__init__(
+            f"database schema is at revision {current or 'none'}, the code needs {head}",
+            "run `reviewer db upgrade`",
+        )
+
+
+class TemplateError(ReviewerError):
+    pass
+
+
+class GitHubError(ReviewerError):
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message, hint)
+
+
+class AuthFailed(GitHubError):
+    pass
+
+
+class NotFound(GitHubError):
+    pass
+
+
+class RateLimited(GitHubError):
+    def __init__(self, message: str, retry_after: float, status: int | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, f"retry in {retry_after:.0f}s", status)
+
+
+class AnthropicError(ReviewerError):
+    def __init__(
+        self, message: str, hint: str | None = None, status: int | None = None, retryable: bool = False
+    ) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message, hint)
+
+
+class ConcurrentTransition(ReviewerError):
+    def __init__(self, item_id: int, expected: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"job {item_id} is no longer {expected}: another worker changed it first")
+
+
+class InstanceConflict(ReviewerError):
+    pass

@@ -1,0 +1,136 @@
+"""ORM tables. The schema is created and changed only by the Alembic migrations in `migrations/`;
+a change here without a migration fails `reviewer db check` and the migration tests.
+
+    ReviewJob   one review of one (repository, pull request, head commit); its `state` is owned by queue.py
+    JobEvent    every state change of a job, with its reason: what the service did and why
+    Batch       one Anthropic Message Batch, recorded before the API call and again after it
+    Result      every result line of every batch (succeeded or not), with usage and cost
+    RepoState   per-repository bookkeeping (last scheduled submission)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from reviewer.db import Base, UTCDateTime, utcnow
+
+
+class ReviewJob(Base):
+    __tablename__ = "review_jobs"
+    __table_args__ = (
+        UniqueConstraint("repository", "pr_number", "head_sha"),
+        Index("ix_review_jobs_state_repository", "state", "repository"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    pr_number: Mapped[int] = mapped_column(Integer)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    base_sha: Mapped[str | None] = mapped_column(String(64))
+    base_ref: Mapped[str] = mapped_column(String(255), default="")
+    head_ref: Mapped[str] = mapped_column(String(255), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(255), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(String(500), default="")
+    labels: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    diff: Mapped[str] = mapped_column(Text, default="")
+    diff_source: Mapped[str] = mapped_column(String(16), default="diff")  # "diff" or "files" (fallback)
+
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    model: Mapped[str | None] = mapped_column(String(100))  # set when submitted
+
+    review_text: Mapped[str | None] = mapped_column(Text)
+    post_attempts: Mapped[int] = mapped_column(Integer, default=0)  # >1 means an earlier POST may have landed
+    github_review_id: Mapped[int | None] = mapped_column(BigInteger)
+    posted_url: Mapped[str | None] = mapped_column(String(500))
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("review_jobs.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[ReviewJob] = relationship(back_populates="events")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    anthropic_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # creating -> submitted -> ended; creating -> abandoned when the API never created it
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    processing_status: Mapped[str | None] = mapped_column(String(16))
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Result(Base):
+    __tablename__ = "results"
+    __table_args__ = (UniqueConstraint("batch_id", "custom_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("review_jobs.id"), index=True)
+    custom_id: Mapped[str] = mapped_column(String(64))
+    result_type: Mapped[str] = mapped_column(String(16))  # succeeded | errored | expired | canceled
+    is_batch: Mapped[bool] = mapped_column(Boolean, default=True)
+    model: Mapped[str | None] = mapped_column(String(100))
+    stop_reason: Mapped[str | None] = mapped_column(String(40))
+    text: Mapped[str | None] = mapped_column(Text)
+    content_json: Mapped[str | None] = mapped_column(Text)
+    error_type: Mapped[str | None] = mapped_column(String(60))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_5m_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_creation_1h_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    standard_cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_saved_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RepoState(Base):
+    __tablename__ = "repo_states"
+
+    repository: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def repo_state(session: Session, repository: str) -> RepoState:
+    state = session.get(RepoState, repository)
+    if state is None:
+        state = RepoState(repository=repository)
+        session.add(state)
+    return state

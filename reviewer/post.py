@@ -1,0 +1,130 @@
+"""Stage 4, post: each answered job becomes one review (event COMMENT) on its pull request.
+
+Before posting, the pull request is read again: closed, or a head that moved on, makes the job stale
+(the new head is collected as its own job), so a review is never posted on code it did not read.
+Posting is idempotent: the body carries a hidden marker naming the job; a job whose earlier attempt may
+have reached GitHub (the process died, or the POST failed without an answer) first looks for its
+marker among the service's own reviews and records that review instead of posting again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from reviewer.body import Footer, compose_review_body, marker
+from reviewer.db import transaction
+from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited
+from reviewer.github import PostedReview
+from reviewer.models import Result, ReviewJob
+from reviewer.queue import State, claimable, lease, transition
+from reviewer.runtime import Runtime, StageReport
+
+CLAIM_CHUNK = 100
+
+
+def post_answered(rt: Runtime, repositories: list[str] | None = None) -> StageReport:
+    report = StageReport("post")
+    _release_expired(rt, report)
+    after_id = 0
+    while True:
+        with rt.sessions() as session:
+            jobs = claimable(session, State.ANSWERED, now=rt.clock(), limit=CLAIM_CHUNK,
+                             repositories=repositories, after_id=after_id)
+        if not jobs:
+            return report
+        after_id = jobs[-1].id
+        for job in jobs:
+            if not _post_one(rt, job, report):
+                return report  # rate limited: the rest waits for the next run
+
+
+def _release_expired(rt: Runtime, report: StageReport) -> None:
+    """Jobs left in `posting` by a worker that died go back to `answered`; their next attempt looks
+    for the marker first, because the dead worker's POST may have landed."""
+    with transaction(rt.sessions) as session:
+        for job in claimable(session, State.POSTING, now=rt.clock(), leased_only=True):
+            transition(session, job.id, State.POSTING, State.ANSWERED, now=rt.clock(), actor=rt.actor,
+                       reason="an earlier posting attempt was interrupted; will check before posting again")
+            report.add("interrupted posts recovered")
+
+
+def _claim(rt: Runtime, job: ReviewJob) -> bool:
+    try:
+        with transaction(rt.sessions) as session:
+            transition(session, job.id, State.ANSWERED, State.POSTING, now=rt.clock(), actor=rt.actor,
+                       lease_until=lease(rt.clock(), rt.settings.intervals.lease_seconds),
+                       post_attempts=job.post_attempts + 1, reason="posting")
+    except ConcurrentTransition:
+        return False
+    return True
+
+
+def _finish(rt: Runtime, job: ReviewJob, target: State, reason: str, **values: object) -> None:
+    with transaction(rt.sessions) as session:
+        transition(session, job.id, State.POSTING, target, now=rt.clock(), actor=rt.actor, reason=reason,
+                   **values)
+
+
+def _post_one(rt: Runtime, job: ReviewJob, report: StageReport) -> bool:
+    """Returns False when GitHub asks us to slow down."""
+    if not _claim(rt, job):
+        return True
+    name = f"{job.repository}#{job.pr_number}"
+    try:
+        outcome = _check_and_post(rt, job)
+    except AuthFailed:
+        _finish(rt, job, State.ANSWERED, "GitHub rejected the token; not posted")
+        raise
+    except RateLimited as exc:
+        _finish(rt, job, State.ANSWERED, f"rate limited; will post later ({exc.message})")
+        report.error(f"{name}: {exc.message}")
+        return False
+    except GitHubError as exc:
+        permanent = exc.status in (404, 410, 422)
+        _finish(rt, job, State.FAILED if permanent else State.ANSWERED,
+                f"GitHub refused the review: {exc.message}" if permanent else f"not posted yet: {exc.message}")
+        report.error(f"{name}: {exc.message}")
+        report.add("failed" if permanent else "deferred")
+        return True
+    report.add(outcome)
+    return True
+
+
+def _check_and_post(rt: Runtime, job: ReviewJob) -> str:
+    name = f"{job.repository}#{job.pr_number}"
+    pr = rt.github.get_pull(job.repository, job.pr_number)
+    if pr.state != "open":
+        _finish(rt, job, State.STALE, f"pull request was {'merged' if pr.merged else 'closed'} before posting")
+        return "stale"
+    if pr.head_sha != job.head_sha:
+        _finish(rt, job, State.STALE, f"head moved from {job.head_sha[:7]} to {pr.head_sha[:7]}; "
+                "the new head is reviewed as its own job")
+        return "stale"
+    job_marker = marker(job.id, job.head_sha)
+    if job.post_attempts >= 1:  # an earlier attempt may have landed
+        existing = rt.github.find_review_with_marker(job.repository, job.pr_number, job_marker)
+        if existing is not None:
+            _record_posted(rt, job, existing, "found the review an earlier attempt had posted")
+            return "already posted"
+    posted = rt.github.post_review(job.repository, job.pr_number, job.head_sha, _body(rt, job, job_marker))
+    _record_posted(rt, job, posted, f"posted review {posted.id} on {name}")
+    return "posted"
+
+
+def _record_posted(rt: Runtime, job: ReviewJob, review: PostedReview, reason: str) -> None:
+    _finish(rt, job, State.POSTED, reason, github_review_id=review.id, posted_url=review.html_url,
+            posted_at=rt.clock())
+
+
+def _body(rt: Runtime, job: ReviewJob, job_marker: str) -> str:
+    with rt.sessions() as session:
+        result = session.scalars(select(Result).where(Result.job_id == job.id, Result.result_type == "succeeded")
+                                 .order_by(Result.id.desc()).limit(1)).first()
+    footer = Footer(
+        model=(result.model if result else None) or job.model or "unknown model",
+        cost_micro_usd=result.cost_micro_usd if result else 0,
+        standard_cost_micro_usd=result.standard_cost_micro_usd if result else 0,
+        head_sha=job.head_sha,
+        batch=result.is_batch if result else True,
+    )
+    return compose_review_body(job.review_text or "", footer, job_marker)

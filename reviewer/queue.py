@@ -1,0 +1,123 @@
+"""The review-job state machine. Every state change of a `ReviewJob` goes through `transition()`;
+nothing else writes `ReviewJob.state`.
+
+    queued ──claim──> submitting ──batch created──> submitted ──succeeded──> answered ──claim──> posting ──> posted
+      │                  │                             │                                          │
+      ├─> skipped        └─ batch never created ─>     ├─ errored / expired / canceled ─> queued  ├─ closed or head moved ─> stale
+      └─> stale             queued                     │  (attempts + 1), or failed at the limit  ├─ transient error ─> answered
+         (superseded                                   └─> failed (invalid request)               └─ permanent error ─> failed
+          or closed)
+
+Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id = :id AND state =
+:expected`: exactly one row changes or `ConcurrentTransition` is raised, so two workers can never both
+move the same job. Claims add a lease (owner + expiry); a lease that expires (the worker crashed) makes
+the job recoverable by the stage that owns that state.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from reviewer.errors import ConcurrentTransition
+from reviewer.models import JobEvent, ReviewJob
+
+
+class State(str, enum.Enum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    ANSWERED = "answered"
+    POSTING = "posting"
+    POSTED = "posted"
+    SKIPPED = "skipped"
+    STALE = "stale"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.SUBMITTING, State.SKIPPED, State.STALE, State.FAILED}),
+    State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED}),
+    State.SUBMITTED: frozenset({State.ANSWERED, State.QUEUED, State.FAILED}),
+    State.ANSWERED: frozenset({State.POSTING, State.STALE}),
+    State.POSTING: frozenset({State.POSTED, State.STALE, State.ANSWERED, State.FAILED}),
+    State.POSTED: frozenset(),
+    State.SKIPPED: frozenset(),
+    State.STALE: frozenset(),
+    State.FAILED: frozenset(),
+}
+TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+OPEN_STATES = frozenset(State) - TERMINAL
+
+
+def allowed(source: State, target: State) -> bool:
+    return target in TRANSITIONS[source]
+
+
+def _event(session: Session, job_id: int, source: State | None, target: State, reason: str | None,
+           actor: str | None, now: datetime) -> None:
+    session.add(JobEvent(job_id=job_id, from_state=source.value if source else None, to_state=target.value,
+                         reason=reason, actor=actor, at=now))
+
+
+def record_created(session: Session, job: ReviewJob, actor: str | None, now: datetime) -> None:
+    """The first event of a job (its creation in `queued`)."""
+    _event(session, job.id, None, State(job.state), job.reason, actor, now)
+
+
+def transition(
+    session: Session,
+    job_id: int,
+    source: State,
+    target: State,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    lease_until: datetime | None = None,
+    **values: Any,
+) -> None:
+    """Move one job from `source` to `target` or raise ConcurrentTransition; `values` are written too."""
+    if not allowed(source, target):
+        raise ValueError(f"transition {source.value} -> {target.value} is not allowed")
+    lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
+        "lease_owner": None, "lease_expires_at": None}
+    statement = (
+        update(ReviewJob)
+        .where(ReviewJob.id == job_id, ReviewJob.state == source.value)
+        .values(state=target.value, reason=reason, updated_at=now, **lease, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentTransition(job_id, source.value)
+    _event(session, job_id, source, target, reason, actor, now)
+
+
+def claimable(session: Session, state: State, *, now: datetime, limit: int | None = None,
+              repositories: Iterable[str] | None = None, leased_only: bool = False,
+              after_id: int = 0) -> Sequence[ReviewJob]:
+    """Jobs in `state` that nobody holds: no lease, or a lease that expired.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED so concurrent workers see disjoint sets; the
+    guarded UPDATE in `transition()` is what makes a claim exclusive on every engine.
+    """
+    free = or_(ReviewJob.lease_expires_at.is_(None), ReviewJob.lease_expires_at < now)
+    if leased_only:
+        free = and_(ReviewJob.lease_expires_at.is_not(None), ReviewJob.lease_expires_at < now)
+    query = (select(ReviewJob).where(ReviewJob.state == state.value, free, ReviewJob.id > after_id)
+             .order_by(ReviewJob.id))
+    if repositories is not None:
+        query = query.where(ReviewJob.repository.in_(list(repositories)))
+    if limit is not None:
+        query = query.limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).all()
+
+
+def lease(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

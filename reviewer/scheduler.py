@@ -1,0 +1,109 @@
+"""`reviewer run`: APScheduler 3.11 wiring only. Collection every few minutes, polling and posting
+every few minutes, and each repository's submission on its own schedule (nightly, weekly or cron, in
+the configured time zone). Jobs run one at a time on one worker thread, so steps never overlap.
+
+A submission missed while the service was down is caught up once at start (the last recorded
+submission is older than the schedule's latest fire time), never once per missed slot. SIGTERM and
+SIGINT stop the service between steps: the running step finishes, nothing new starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reviewer.collect import collect_pulls
+from reviewer.config import RepoSettings
+from reviewer.models import RepoState
+from reviewer.poll import poll_batches
+from reviewer.post import post_answered
+from reviewer.runtime import Runtime, StageReport
+from reviewer.submit import submit_queued
+
+log = logging.getLogger("reviewer.scheduler")
+
+
+def _step(name: str, run: Callable[[], StageReport], stop: threading.Event) -> Callable[[], None]:
+    def job() -> None:
+        if stop.is_set():
+            return
+        try:
+            report = run()
+            log.info("%s", report.summary())
+        except Exception:  # the daemon must survive any one step; the traceback is logged
+            log.exception("step %s failed", name)
+
+    return job
+
+
+def missed_submission(repo: RepoSettings, last: datetime | None, now: datetime, timezone: str) -> bool:
+    """True when a scheduled submission fell between `last` and `now` (so one catch-up is due)."""
+    if last is None:
+        return False
+    trigger = CronTrigger.from_crontab(repo.schedule, timezone=ZoneInfo(timezone))
+    upcoming = trigger.get_next_fire_time(None, last)
+    return upcoming is not None and upcoming <= now
+
+
+def next_submissions(rt: Runtime) -> dict[str, str]:
+    tz = ZoneInfo(rt.settings.timezone)
+    now = rt.clock()
+    result = {}
+    for repo in rt.settings.repositories:
+        fire = CronTrigger.from_crontab(repo.schedule, timezone=tz).get_next_fire_time(None, now)
+        if fire is not None:
+            result[repo.name] = fire.strftime("%Y-%m-%d %H:%M %Z")
+    return result
+
+
+def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
+    tz = ZoneInfo(rt.settings.timezone)
+    scheduler = BackgroundScheduler(
+        timezone=tz,
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+    )
+    intervals = rt.settings.intervals
+    now = datetime.now(tz)
+    scheduler.add_job(_step("collect", lambda: collect_pulls(rt), stop),
+                      IntervalTrigger(seconds=intervals.collect_seconds), id="collect", next_run_time=now)
+    scheduler.add_job(_step("poll", lambda: poll_batches(rt), stop),
+                      IntervalTrigger(seconds=intervals.poll_seconds), id="poll", next_run_time=now)
+    scheduler.add_job(_step("post", lambda: post_answered(rt), stop),
+                      IntervalTrigger(seconds=intervals.post_seconds), id="post", next_run_time=now)
+    with rt.sessions() as session:
+        last = {s.repository: s.last_submitted_at for s in session.query(RepoState)}
+    for repo in rt.settings.repositories:
+        submit = _step(f"submit {repo.name}", lambda name=repo.name: submit_queued(rt, [name]), stop)  # type: ignore[misc]
+        catch_up = missed_submission(repo, last.get(repo.name), rt.clock(), rt.settings.timezone)
+        scheduler.add_job(submit, CronTrigger.from_crontab(repo.schedule, timezone=tz), id=f"submit:{repo.name}")
+        if catch_up:
+            log.info("%s: a scheduled submission was missed while stopped; catching up once", repo.name)
+            scheduler.add_job(submit, id=f"catch-up:{repo.name}", next_run_time=now)
+    return scheduler
+
+
+def run_service(rt: Runtime, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler = build_scheduler(rt, stop)
+    scheduler.start()
+    log.info("reviewer is running for %d repositories", len(rt.settings.repositories))
+    stop.wait()
+    scheduler.shutdown(wait=True)
+    log.info("stopped cleanly")
