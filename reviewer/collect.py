@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from reviewer.config import RepoSettings
 from reviewer.db import transaction
-from reviewer.errors import AuthFailed, GitHubError
+from reviewer.errors import AuthFailed, GitHubError, Unreachable
 from reviewer.github import PullSummary
 from reviewer.models import ReviewJob, repo_state
 from reviewer.queue import State, record_created, transition
@@ -36,8 +36,8 @@ def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
 def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
     try:
         pulls = rt.github.list_open_pulls(repo.name)
-    except AuthFailed:
-        raise  # the token is wrong for every repository: stop, do not report it N times
+    except (AuthFailed, Unreachable):
+        raise  # wrong for every repository alike: stop, do not report it once per repository
     except GitHubError as exc:
         report.error(f"{repo.name}: {exc.message}")
         return
@@ -81,7 +81,7 @@ def _retire_closed(rt: Runtime, session: Session, repository: str, open_numbers:
 def _queue_pull(rt: Runtime, repo: RepoSettings, pr: PullSummary, report: StageReport) -> None:
     try:
         diff, source = rt.github.fetch_diff(repo.name, pr.number)
-    except AuthFailed:
+    except (AuthFailed, Unreachable):
         raise
     except GitHubError as exc:
         report.error(f"{repo.name}#{pr.number}: {exc.message}")

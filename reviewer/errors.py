@@ -8,6 +8,7 @@ anything else is a bug and keeps its traceback.
     ├── TemplateError          a prompt template is missing or refers to an unknown variable
     ├── GitHubError            GitHub answered with an error or could not be reached
     │   ├── AuthFailed         401: token missing, wrong or expired
+    │   ├── Unreachable        no connection, or server errors after the retries
     │   ├── NotFound           404: repository or pull request does not exist (or the token cannot see it)
     │   └── RateLimited        403/429 rate limit; carries the seconds to wait
     ├── AnthropicError         the Anthropic API answered with an error or could not be reached
@@ -55,6 +56,10 @@ class GitHubError(ReviewerError):
 
 class AuthFailed(GitHubError):
     pass
+
+
+class Unreachable(GitHubError):
+    """Affects every repository alike, so a run stops instead of reporting it once per item."""
 
 
 class NotFound(GitHubError):

@@ -18,7 +18,7 @@ from github.PullRequest import PullRequest
 
 from reviewer.config import Settings, require_github_token
 from reviewer.diffs import FilePatch, diff_from_file_patches
-from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited
+from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited, Unreachable
 
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 PAGE_SIZE = 100
@@ -54,7 +54,8 @@ class PostedReview:
     html_url: str
 
 
-def _summary(pr: PullRequest) -> PullSummary:
+def _summary(pr: PullRequest, merged: bool = False) -> PullSummary:
+    # Only attributes present in list items are read: anything else makes PyGithub fetch the PR again.
     return PullSummary(
         number=pr.number,
         title=pr.title or "",
@@ -62,7 +63,7 @@ def _summary(pr: PullRequest) -> PullSummary:
         author_type=(pr.user.type if pr.user else "") or "User",
         draft=bool(pr.draft),
         state=pr.state,
-        merged=bool(pr.raw_data.get("merged")),
+        merged=merged,
         head_sha=pr.head.sha,
         head_ref=pr.head.ref,
         base_sha=pr.base.sha,
@@ -111,8 +112,12 @@ class GitHub:
     def get_pull(self, repository: str, number: int) -> PullSummary:
         return self._call(
             f"read {repository}#{number}",
-            lambda: _summary(self._gh.withLazy(True).get_repo(repository).get_pull(number)),
+            lambda: self._full_summary(self._gh.withLazy(True).get_repo(repository).get_pull(number)),
         )
+
+    @staticmethod
+    def _full_summary(pr: PullRequest) -> PullSummary:
+        return _summary(pr, merged=bool(pr.merged))
 
     def fetch_diff(self, repository: str, number: int) -> tuple[str, str]:
         """The PR's unified diff and where it came from: "diff", or "files" when GitHub refused the
@@ -168,13 +173,13 @@ class GitHub:
         except GithubException as exc:
             raise self._translate(exc, action) from None
         except requests.exceptions.RetryError:
-            raise GitHubError(f"could not {action}: GitHub kept answering with server errors",
+            raise Unreachable(f"could not {action}: GitHub kept answering with server errors",
                               "try again later") from None
         except requests.exceptions.ConnectionError:
-            raise GitHubError(f"could not {action}: cannot reach GitHub at {self.base_url}",
+            raise Unreachable(f"could not {action}: cannot reach GitHub at {self.base_url}",
                               "check GITHUB_API_URL and the network") from None
         except requests.exceptions.Timeout:
-            raise GitHubError(f"could not {action}: GitHub did not answer in time", "try again later") from None
+            raise Unreachable(f"could not {action}: GitHub did not answer in time", "try again later") from None
 
     def _translate(self, exc: GithubException, action: str) -> GitHubError:
         status = exc.status

@@ -42,12 +42,12 @@ def wait_for_batches(rt: Runtime, progress: Progress = _quiet, stop: threading.E
 def run_cycle(rt: Runtime, progress: Progress = _quiet, stop: threading.Event | None = None) -> list[StageReport]:
     stop = stop or threading.Event()
     reports = [collect_pulls(rt)]
-    progress(reports[-1].summary())
+    progress(reports[-1].lines())
     reports.append(submit_queued(rt))
-    progress(reports[-1].summary())
+    progress(reports[-1].lines())
     reports += wait_for_batches(rt, progress, stop)
-    progress(reports[-1].summary())
+    progress(reports[-1].lines())
     if not stop.is_set():
         reports.append(post_answered(rt))
-        progress(reports[-1].summary())
+        progress(reports[-1].lines())
     return reports

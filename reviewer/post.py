@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from reviewer.body import Footer, compose_review_body, marker
 from reviewer.db import transaction
-from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited
+from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited, Unreachable
 from reviewer.github import PostedReview
 from reviewer.models import Result, ReviewJob
 from reviewer.queue import State, claimable, lease, transition
@@ -72,9 +72,9 @@ def _post_one(rt: Runtime, job: ReviewJob, report: StageReport) -> bool:
     name = f"{job.repository}#{job.pr_number}"
     try:
         outcome = _check_and_post(rt, job)
-    except AuthFailed:
-        _finish(rt, job, State.ANSWERED, "GitHub rejected the token; not posted")
-        raise
+    except (AuthFailed, Unreachable) as exc:
+        _finish(rt, job, State.ANSWERED, f"not posted: {exc.message}")
+        raise  # the same for every job: stop the run
     except RateLimited as exc:
         _finish(rt, job, State.ANSWERED, f"rate limited; will post later ({exc.message})")
         report.error(f"{name}: {exc.message}")

@@ -44,6 +44,10 @@ class StageReport:
         self.errors.append(line)
         log.warning("%s: %s", self.stage, line)
 
+    def lines(self) -> str:
+        """The summary and the notes, for a terminal."""
+        return "\n".join([self.summary(), *(f"  {line}" for line in self.notes)])
+
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "nothing to do"
         return f"{self.stage}: {counts}"

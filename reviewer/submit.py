@@ -82,6 +82,7 @@ class _Pending:
 def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry_run: bool = False) -> StageReport:
     report = StageReport("submit" + (" (dry run)" if dry_run else ""))
     if not dry_run:
+        rt.batches  # a missing API key must fail before any job is claimed
         reconcile_orphans(rt, report)
     names = list(repositories) if repositories is not None else [r.name for r in rt.settings.repositories]
     names = [n for n in names if any(r.name == n for r in rt.settings.repositories)]

@@ -1,0 +1,79 @@
+"""Diff numbering and the file-listing fallback; template rendering with StrictUndefined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reviewer.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
+from reviewer.errors import TemplateError
+from reviewer.render import builtin_prompts_dir, render_prompt, template_exists
+
+DIFF = """diff --git a/app.py b/app.py
+index 1111111..2222222 100644
+--- a/app.py
++++ b/app.py
+@@ -1,4 +1,5 @@
+ import os
+-x = 1
++x = 2
++y = 3
+ 
+ def f():
+@@ -10,3 +11,3 @@ def g():
+     a = 1
+-    b = 2
++    b = 22
+     return a
+"""
+
+
+def test_number_new_side_prefixes_new_line_numbers() -> None:
+    lines = number_new_side(DIFF).splitlines()
+    assert "    2 +x = 2" in lines
+    assert "    3 +y = 3" in lines
+    assert "      -x = 1" in lines
+    assert "   12 +    b = 22" in lines
+
+
+def test_changed_files_and_unparseable_diff() -> None:
+    assert changed_files(DIFF) == ["app.py"]
+    assert number_new_side("not a diff") == "not a diff"
+    assert changed_files("@@ broken") == []
+
+
+def test_diff_from_file_patches_round_trips_through_the_parser() -> None:
+    patch = "@@ -1,2 +1,2 @@\n-a\n+b\n c\n"
+    diff = diff_from_file_patches([FilePatch("src/x.py", "modified", patch),
+                                   FilePatch("img.png", "added", None),
+                                   FilePatch("new.py", "added", "@@ -0,0 +1 @@\n+print(1)\n")])
+    assert changed_files(diff) == ["src/x.py", "img.png", "new.py"]
+    assert "    1 +print(1)" in number_new_side(diff)
+
+
+def variables() -> dict[str, object]:
+    return {"repo": "acme/api", "pr": {"number": 3, "title": "t", "author": "a", "body": "", "url": "u",
+            "base_ref": "main", "head_ref": "f", "head_sha": "abc", "labels": []},
+            "diff": "D", "files": ["a.py"], "instructions": "Use tabs.", "model": "m"}
+
+
+def test_default_template_renders() -> None:
+    prompt = render_prompt("review", variables())
+    assert "acme/api" in prompt.system and "Use tabs." in prompt.system
+    assert "#3" in prompt.user and "- a.py" in prompt.user
+
+
+def test_strict_undefined_makes_typos_errors(tmp_path: Path) -> None:
+    (tmp_path / "mine.system.j2").write_text("Review {{ repo }}")
+    (tmp_path / "mine.user.j2").write_text("PR {{ pr.numbr }}")
+    assert template_exists("mine", tmp_path)
+    with pytest.raises(TemplateError, match="mine.user.j2"):
+        render_prompt("mine", variables(), tmp_path)
+
+
+def test_missing_template_and_builtin_dir() -> None:
+    assert (builtin_prompts_dir() / "review.system.j2").is_file()
+    assert not template_exists("absent", None)
+    with pytest.raises(TemplateError, match="not found"):
+        render_prompt("absent", variables())
