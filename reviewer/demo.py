@@ -49,20 +49,22 @@ def run_demo(workdir: str | None, echo: Callable[[str], None]) -> None:
             rt = Runtime(settings)
             try:
                 rt.prepare_database(migrate=True)
-                run_cycle(rt, echo)
-                _show_reviews(github, pulls, echo)
+                reports = run_cycle(rt, echo)
+                _show_reviews(github, pulls, [n for r in reports for n in r.notes], echo)
                 with rt.sessions() as session:
                     echo(format_cost_table("cost by review", cost_rows(session, "review")))
             finally:
                 rt.close()
 
 
-def _show_reviews(github: GitHubEmulator, pulls: list[tuple[str, int]], echo: Callable[[str], None]) -> None:
+def _show_reviews(github: GitHubEmulator, pulls: list[tuple[str, int]], notes: list[str],
+                  echo: Callable[[str], None]) -> None:
     echo("")
     for repo, number in pulls:
         reviews = github.reviews(repo, number)
         if not reviews:
-            echo(f"=== {repo}#{number}: no review posted (see `reviewer status` for the reason)\n")
+            why = next((n for n in notes if n.startswith(f"{repo}#{number} ")), "see `reviewer status`")
+            echo(f"=== {repo}#{number}: no review posted ({why})\n")
             continue
         for review in reviews:
             echo(f"=== {repo}#{number} — review by {review['user_login']} on {review['commit_id'][:7]}")

@@ -84,8 +84,7 @@ def _process_results(rt: Runtime, batch: Batch, status: BatchStatus, report: Sta
         with rt.batches.results(batch.anthropic_id) as lines:
             for chunk in _chunks(lines, RESULTS_CHUNK):
                 with transaction(rt.sessions) as session:
-                    for line in chunk:
-                        _store_line(rt, session, batch.id, line, report)
+                    _store_chunk(rt, session, batch.id, chunk, report)
     except AnthropicError as exc:
         if status.archived_at is not None or exc.status in (404, 410):
             _close_batch(rt, batch.id, "archived", "results are no longer downloadable")
@@ -110,20 +109,29 @@ def _chunks(lines: Iterator[ResultLine], size: int) -> Iterator[list[ResultLine]
         yield chunk
 
 
-def _store_line(rt: Runtime, session: Session, batch_id: int, line: ResultLine, report: StageReport) -> None:
-    job_id = job_id_from(line.custom_id)
-    job = session.get(ReviewJob, job_id) if job_id is not None else None
-    if job is None or job.batch_id != batch_id:
-        log.warning("batch row %s: result for unknown custom_id %r ignored", batch_id, line.custom_id)
-        report.add("unknown results ignored")
-        return
-    if session.scalar(select(Result.id).where(Result.batch_id == batch_id, Result.custom_id == line.custom_id)):
-        return  # stored by an earlier, interrupted pass
-    session.add(_result_row(rt, batch_id, job, line))
-    report.add(f"results {line.type}")
-    if job.state != State.SUBMITTED.value:
-        return
-    _apply(rt, session, job, line)
+def _store_chunk(rt: Runtime, session: Session, batch_id: int, lines: list[ResultLine],
+                 report: StageReport) -> None:
+    """Store a chunk of result lines: two reads for the whole chunk, one guarded UPDATE per job, and
+    the inserts sent together at commit (no autoflush per line)."""
+    ids = {line.custom_id: job_id_from(line.custom_id) for line in lines}
+    wanted = [i for i in ids.values() if i is not None]
+    jobs = {j.id: j for j in session.scalars(select(ReviewJob).where(ReviewJob.id.in_(wanted)))}
+    stored = set(session.scalars(select(Result.custom_id).where(
+        Result.batch_id == batch_id, Result.custom_id.in_(list(ids)))))
+    with session.no_autoflush:
+        for line in lines:
+            job = jobs.get(ids[line.custom_id] or 0)
+            if job is None or job.batch_id != batch_id:
+                log.warning("batch row %s: result for unknown custom_id %r ignored", batch_id, line.custom_id)
+                report.add("unknown results ignored")
+                continue
+            if line.custom_id in stored:
+                continue  # stored by an earlier, interrupted pass
+            stored.add(line.custom_id)
+            session.add(_result_row(rt, batch_id, job, line))
+            report.add(f"results {line.type}")
+            if job.state == State.SUBMITTED.value:
+                _apply(rt, session, job, line)
 
 
 def _result_row(rt: Runtime, batch_id: int, job: ReviewJob, line: ResultLine) -> Result:

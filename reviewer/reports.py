@@ -46,7 +46,10 @@ def week_of(moment: datetime) -> str:
 def cost_rows(session: Session, by: str) -> list[CostRow]:
     """Aggregate billed results by "review", "repository" or "week" (ISO week of the result)."""
     groups: dict[str, list[Result]] = {}
-    for result, job in _billed(session):
+    billed = _billed(session)
+    if by == "review":
+        billed.sort(key=lambda pair: pair[1].id)
+    for result, job in billed:
         if by == "review":
             key = f"{job.repository}#{job.pr_number}@{job.head_sha[:7]} (job {job.id})"
         elif by == "repository":
@@ -54,12 +57,13 @@ def cost_rows(session: Session, by: str) -> list[CostRow]:
         else:
             key = week_of(result.created_at)
         groups.setdefault(key, []).append(result)
+    keys = list(groups) if by == "review" else sorted(groups)
     return [
         CostRow(key, len(rs), sum(r.input_tokens + r.cache_creation_input_tokens + r.cache_read_input_tokens
                                   for r in rs),
                 sum(r.output_tokens for r in rs), sum(r.cost_micro_usd for r in rs),
                 sum(r.standard_cost_micro_usd for r in rs))
-        for key, rs in groups.items()
+        for key, rs in ((k, groups[k]) for k in keys)
     ]
 
 
@@ -72,8 +76,10 @@ def format_cost_table(title: str, rows: Sequence[CostRow]) -> str:
     total = CostRow("total", sum(r.reviews for r in rows), sum(r.input_tokens for r in rows),
                     sum(r.output_tokens for r in rows), sum(r.cost for r in rows), sum(r.standard for r in rows))
     lines.append("-" * len(header))
+    places = 2 if total.standard >= 10_000_000 else 4  # cents once it is worth more than $10
     lines.append(f"{'total':<48} {total.reviews:>7} {total.input_tokens:>11,} {total.output_tokens:>10,} "
-                 f"{format_usd(total.cost, 2):>11} {format_usd(total.standard, 2):>11} {format_usd(total.saved, 2):>11}")
+                 f"{format_usd(total.cost, places):>11} {format_usd(total.standard, places):>11} "
+                 f"{format_usd(total.saved, places):>11}")
     return "\n".join(lines)
 
 

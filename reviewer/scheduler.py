@@ -45,6 +45,13 @@ def _step(name: str, run: Callable[[], StageReport], stop: threading.Event) -> C
     return job
 
 
+def _collect_and_submit(rt: Runtime, name: str) -> StageReport:
+    """A scheduled submission collects its repository first, so the batch carries the latest heads."""
+    collected = collect_pulls(rt, [name])
+    log.info("%s", collected.summary())
+    return submit_queued(rt, [name])
+
+
 def missed_submission(repo: RepoSettings, last: datetime | None, now: datetime, timezone: str) -> bool:
     """True when a scheduled submission fell between `last` and `now` (so one catch-up is due)."""
     if last is None:
@@ -83,7 +90,7 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     with rt.sessions() as session:
         last = {s.repository: s.last_submitted_at for s in session.query(RepoState)}
     for repo in rt.settings.repositories:
-        submit = _step(f"submit {repo.name}", lambda name=repo.name: submit_queued(rt, [name]), stop)  # type: ignore[misc]
+        submit = _step(f"submit {repo.name}", lambda name=repo.name: _collect_and_submit(rt, name), stop)  # type: ignore[misc]
         catch_up = missed_submission(repo, last.get(repo.name), rt.clock(), rt.settings.timezone)
         scheduler.add_job(submit, CronTrigger.from_crontab(repo.schedule, timezone=tz), id=f"submit:{repo.name}")
         if catch_up:

@@ -120,7 +120,7 @@ class EmulatorServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -314,6 +314,9 @@ def validate_params(params: Mapping[str, Any], measured: Measure, *, batch: bool
     if len(measured.breakpoints) > MAX_BREAKPOINTS:
         found = len(measured.breakpoints)
         return f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+    ttls = [bp.ttl for bp in measured.breakpoints]
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        return "cache_control: a ttl='1h' breakpoint must not come after a ttl='5m' breakpoint"
     return None
 
 
@@ -441,18 +444,27 @@ class AnthropicEmulator:
         cache_min_tokens: Mapping[str, int] | None = None,
     ) -> None:
         self.api_key = api_key
-        self.polls_to_end = polls_to_end
         self.server = EmulatorServer(self._handle, public_url=public_url, port=port)
-        self.batches: dict[str, EmulatedBatch] = {}
-        self.sync_messages: list[dict[str, Any]] = []
-        self.transient_404 = 0
-        self.max_body_bytes = MAX_BATCH_BYTES
-        self.cache = PromptCache({**DEFAULT_CACHE_MIN_TOKENS, **(cache_min_tokens or {})})
+        self._initial_polls_to_end = polls_to_end
+        self._cache_min_tokens = {**DEFAULT_CACHE_MIN_TOKENS, **(cache_min_tokens or {})}
         self._lock = threading.RLock()
-        self._outcomes: list[_OutcomeRule] = []
-        self._queue_limit: int | None = None
-        self._clock_offset = timedelta(0)
-        self._sequence: dict[str, int] = {}  # creation order; outlives deletion so list cursors stay valid
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets every batch, switch, cache entry and recorded request, so that one running emulator can
+        serve many tests (stopping a server waits out its 0.5 s poll interval)."""
+        with self._lock:
+            self.polls_to_end = self._initial_polls_to_end
+            self.batches: dict[str, EmulatedBatch] = {}
+            self.sync_messages: list[dict[str, Any]] = []
+            self.transient_404 = 0
+            self.max_body_bytes = MAX_BATCH_BYTES
+            self.cache = PromptCache(self._cache_min_tokens)
+            self._outcomes: list[_OutcomeRule] = []
+            self._queue_limit: int | None = None
+            self._clock_offset = timedelta(0)
+            self._sequence: dict[str, int] = {}  # creation order; outlives deletion so list cursors stay valid
+            self.server.requests.clear()
 
     # lifecycle ------------------------------------------------------------------------------------------
 
@@ -670,7 +682,8 @@ class AnthropicEmulator:
     def _delete(self, batch_id: str) -> Response:
         batch = self._batch(batch_id)
         if batch.processing_status != "ended":
-            raise _invalid(f"Message batch {batch_id} is still {batch.processing_status}; cancel it and wait for it to end")
+            status = batch.processing_status
+            raise _invalid(f"Message batch {batch_id} is still {status}; cancel it and wait for it to end")
         del self.batches[batch_id]
         return Response.json(200, {"id": batch_id, "type": "message_batch_deleted"})
 
@@ -705,8 +718,7 @@ class AnthropicEmulator:
         if rule is not None and rule.outcome in ("expired", "canceled"):
             return {"type": rule.outcome}
         if rule is not None and rule.outcome == "errored":
-            message = ERROR_MESSAGES.get(rule.error_type, rule.error_type)
-            return _errored(rule.error_type, message)
+            return _errored(rule.error_type, ERROR_MESSAGES.get(rule.error_type, rule.error_type))
         measured = measure(params)
         problem = validate_params(params, measured, batch=True, api_version=batch.api_version)
         if problem is not None:

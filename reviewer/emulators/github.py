@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from unidiff.patch import Line, PatchedFile, PatchSet
+from unidiff.patch import Hunk, Line, PatchedFile, PatchSet
 
 from reviewer.emulators._server import EmulatorServer, Request, Response
 from reviewer.emulators.samples import make_diff
@@ -138,10 +138,10 @@ def _strip_side(name: str) -> str:
     return name[2:] if name.startswith(("a/", "b/")) else name
 
 
-def _hunk(hunk: Any) -> _Hunk:
-    left = frozenset(line.source_line_no for line in hunk if line.is_context or line.is_removed)
-    right = frozenset(line.target_line_no for line in hunk if line.is_context or line.is_added)
-    return _Hunk(left, right)
+def _hunk(hunk: Hunk) -> _Hunk:
+    old_side = (line.source_line_no for line in hunk if line.is_context or line.is_removed)
+    new_side = (line.target_line_no for line in hunk if line.is_context or line.is_added)
+    return _Hunk(frozenset(n for n in old_side if n is not None), frozenset(n for n in new_side if n is not None))
 
 
 def _positions(patched: PatchedFile) -> tuple[tuple[str, int] | None, ...]:
@@ -707,7 +707,7 @@ def _schema_problem(payload: dict[str, Any]) -> str | None:
         if not isinstance(comment, dict):
             return f"For 'items', {json.dumps(comment)} is not an object."
         for key in ("path", "body"):
-            if key not in comment:
+            if comment.get(key) is None:
                 return f'"{key}" wasn\'t supplied.'
         for key, kind in _COMMENT_FIELDS.items():
             if problem := _type_problem(f"properties/{key}", comment.get(key), kind):

@@ -28,6 +28,7 @@ CHARS_PER_TOKEN = 4
 SEVERITIES = ("critical", "high", "medium", "low")
 OFF_DIFF_EVERY = 3  # one diff in this many gets a finding outside every hunk
 OFF_DIFF_DISTANCE = 40  # lines past the last hunk: surely not in the diff
+CODE_SUFFIXES = (".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".java", ".kt", ".rb", ".rs", ".c", ".cc", ".cpp", ".cs")
 MAX_FINDINGS = 30
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -307,7 +308,8 @@ def _rule_eval(site: _Site) -> Finding | None:
             f"`{_snippet(code)}` evaluates a string as Python: anyone who controls that string runs code in this "
             "process. Parse the data instead: `ast.literal_eval` for Python literals or `json.loads` for JSON."
         )
-        return site.finding("high", "`eval()` runs arbitrary code", body, re.sub(r"(?<![\w.])eval\(", "ast.literal_eval(", code, count=1))
+        fixed = re.sub(r"(?<![\w.])eval\(", "ast.literal_eval(", code, count=1)
+        return site.finding("high", "`eval()` runs arbitrary code", body, fixed)
     if re.search(r"(?<![\w.])exec\(", code):
         body = (
             f"`{_snippet(code)}` executes a string as Python code. If any part of it comes from input, this is "
@@ -353,7 +355,9 @@ def _rule_except(site: _Site) -> Finding | None:
     indent = _indent(code)
     inline_silent = _SILENT.match(match.group("rest") or "") is not None
     after = site.neighbours(+1, 1)
-    next_silent = not match.group("rest") and bool(after) and after[0].kind == "+" and _SILENT.match(after[0].text) is not None
+    next_silent = (
+        not match.group("rest") and bool(after) and after[0].kind == "+" and _SILENT.match(after[0].text) is not None
+    )
     silent = inline_silent or next_silent
     handler = f"{indent}except Exception:\n{indent}    logger.exception(\"unexpected error\")"
     if bare is not None and not silent:
@@ -450,10 +454,13 @@ def _closing_paren(text: str, open_index: int) -> int | None:
 
 
 _SECRET_ASSIGNMENT = re.compile(
-    r"""(?i)(?:^|[\s,({.\[])(?P<name>["']?\w*?(?:password|passwd|secret|api_?key|access_?key|auth_?token|private_?key)["']?)"""
+    r"""(?i)(?:^|[\s,({.\[])"""
+    r"""(?P<name>["']?\w*?(?:password|passwd|secret|api_?key|access_?key|auth_?token|private_?key)["']?)"""
     r"""\s*(?P<op>[:=])\s*(?P<q>["'])(?P<value>[^"'\s]{4,})(?P=q)"""
 )
-_SECRET_TOKEN = re.compile(r"\b(AKIA[0-9A-Z]{16}|sk-ant-[\w-]{10,}|ghp_[A-Za-z0-9]{20,})|-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_SECRET_TOKEN = re.compile(
+    r"\b(AKIA[0-9A-Z]{16}|sk-ant-[\w-]{10,}|ghp_[A-Za-z0-9]{20,})|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 
 
 def _rule_secret(site: _Site) -> Finding | None:
@@ -464,7 +471,8 @@ def _rule_secret(site: _Site) -> Finding | None:
         name = assignment.group("name").strip("\"'")
         fixed = None
         if assignment.group("op") == "=" and not assignment.group("name").startswith(("'", '"')):
-            fixed = f"{_indent(code)}{code.strip()[: code.strip().index(name) + len(name)]} = os.environ[\"{name.upper()}\"]"
+            target = code.strip()[: code.strip().index(name) + len(name)]  # keeps a `self.` prefix
+            fixed = f"{_indent(code)}{target} = os.environ[\"{name.upper()}\"]"
         body = (
             f"`{name}` is assigned a literal credential. Anything committed stays in the git history and in "
             "every clone, so treat this value as leaked: rotate it, and read it from the environment or a "
@@ -557,7 +565,9 @@ def _block_body(site: _Site, limit: int = 40) -> list[DiffLine]:
 
 
 _RETRY_LOOP = re.compile(r"^\s*(while\b.*\b(attempt|retr|tries)\w*|for\s+(attempt|retry|tries|_)\w*\s+in\s+range\()")
-_NETWORK_CALL = re.compile(r"\b(requests|httpx|session|client|urlopen|socket)\b|\.(get|post|put|send|request|connect)\(")
+_NETWORK_CALL = re.compile(
+    r"\b(requests|httpx|session|client|urlopen|socket)\b|\.(get|post|put|send|request|connect)\("
+)
 
 
 def _rule_retry_without_delay(site: _Site) -> Finding | None:
@@ -576,7 +586,9 @@ def _rule_retry_without_delay(site: _Site) -> Finding | None:
     return site.finding("medium", "Retry loop without any delay between attempts", text)
 
 
-_ITERATION = re.compile(r"^\s*(?:async\s+)?for\s+.+?\s+in\s+(?P<container>[\w.]+?)(?P<view>\.(?:items|keys|values)\(\))?\s*:\s*$")
+_ITERATION = re.compile(
+    r"^\s*(?:async\s+)?for\s+.+?\s+in\s+(?P<container>[\w.]+?)(?P<view>\.(?:items|keys|values)\(\))?\s*:\s*$"
+)
 
 
 def _rule_mutating_iteration(site: _Site) -> Finding | None:
@@ -682,7 +694,11 @@ def review(files: list[FileDiff], seed: bytes) -> list[Finding]:
 
 def _off_diff_finding(files: list[FileDiff], seed: bytes) -> Finding | None:
     # only files that existed before: a finding past the end of a new file would be plainly invented
-    candidates = [f for f in files if f.added and any(line.kind == " " for line in f.lines)]
+    candidates = [
+        f
+        for f in files
+        if f.path.endswith(CODE_SUFFIXES) and f.added and any(line.kind == " " for line in f.lines)
+    ]
     if not candidates or seed[0] % OFF_DIFF_EVERY != 0:
         return None
     file = max(candidates, key=lambda f: len(f.added))
@@ -765,7 +781,8 @@ def _summary(files: list[FileDiff], findings: list[Finding]) -> str:
     counts = Counter(f.severity for f in findings)
     tally = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
     top = findings[0]
-    risk = "This should not be merged as is." if top.severity in ("critical", "high") else "Worth fixing before merging."
+    blocking = top.severity in ("critical", "high")
+    risk = "This should not be merged as is." if blocking else "Worth fixing before merging."
     return (
         f"Reviewed {len(files)} file{plural} ({names}) and found {len(findings)} issue"
         f"{'s' if len(findings) != 1 else ''} ({tally}). The most serious: {top.title.rstrip('.')} at "

@@ -1,0 +1,33 @@
+"""Catch-up of submissions missed while the service was down: once, never once per missed slot."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from reviewer.config import RepoSettings
+from reviewer.scheduler import missed_submission
+
+NIGHTLY = RepoSettings("a/b", "claude-opus-4-7", 1000, "0 2 * * *", "review", "", True, 3)
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
+
+
+def test_no_history_means_nothing_to_catch_up() -> None:
+    assert not missed_submission(NIGHTLY, None, at(25, 12), "UTC")
+
+
+def test_slot_passed_while_down_is_caught_up() -> None:
+    assert missed_submission(NIGHTLY, at(24, 1), at(24, 3), "UTC")
+    assert missed_submission(NIGHTLY, at(20, 3), at(25, 12), "UTC")  # five missed nights: one catch-up
+
+
+def test_no_slot_passed() -> None:
+    assert not missed_submission(NIGHTLY, at(24, 2, 1), at(25, 1, 59), "UTC")
+
+
+def test_slots_are_read_in_the_configured_time_zone() -> None:
+    # 02:00 in Berlin is 01:00 UTC in November.
+    assert missed_submission(NIGHTLY, at(24, 23), at(25, 1, 30), "Europe/Berlin")
+    assert not missed_submission(NIGHTLY, at(24, 23), at(25, 1, 30), "UTC")
