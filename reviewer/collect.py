@@ -2,26 +2,40 @@
 new head commit, with its diff and metadata.
 
 Invariants: one job per (repository, PR, head commit), so collecting twice queues nothing twice, and a
-PR whose head already has a job costs no diff fetch. A queued job whose PR moved on (new head) or
-closed is marked stale before any money is spent on it; jobs already submitted are checked again
-right before posting.
+PR whose head already has a job costs no diff fetch. The repository's own rules (`.github/reviewer.yml`)
+are read from its default branch, once per repository per pass. Pull requests that the skip rules
+exclude (drafts, bots, labels, titles, authors) get no job; the reason is recorded in `pull_skips` and
+shown by `status`. A queued job whose PR moved on or closed is marked stale before any money is spent.
+In incremental mode, a new head of an already reviewed PR is reviewed on the diff since that review.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reviewer.config import RepoSettings
+from reviewer.config import RepoSettings, ReviewRules
 from reviewer.db import transaction
-from reviewer.errors import AuthFailed, GitHubError, Unreachable
+from reviewer.errors import AuthFailed, ConfigError, GitHubError, Unreachable
 from reviewer.github import PullSummary
-from reviewer.models import ReviewJob, repo_state
+from reviewer.models import PullSkip, Result, ReviewJob, repo_state
+from reviewer.parse import parse_review
 from reviewer.queue import State, record_created, transition
+from reviewer.rules import REPO_CONFIG_PATH, apply_rules, parse_repo_rules, rules_to_json, skip_reason
 from reviewer.runtime import Runtime, StageReport
+
+
+@dataclass(frozen=True)
+class _RepoView:
+    """A repository's effective settings for this pass, and where they came from."""
+
+    settings: RepoSettings
+    rules: ReviewRules | None
+    source: str
 
 
 def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
@@ -36,6 +50,7 @@ def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
 def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
     try:
         pulls = rt.github.list_open_pulls(repo.name)
+        view = _repo_view(rt, repo, report) if pulls else _RepoView(repo, None, rt.settings.source)
     except (AuthFailed, Unreachable):
         raise  # wrong for every repository alike: stop, do not report it once per repository
     except GitHubError as exc:
@@ -49,11 +64,28 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
     for pr in pulls:
         if (pr.number, pr.head_sha) in known:
             report.add("unchanged")
-        elif pr.draft and repo.skip_drafts:
-            report.add("drafts skipped")
-            report.note(f"{repo.name}#{pr.number} is a draft; it is reviewed once marked ready")
+            continue
+        reason = skip_reason(pr, view.settings.skip)
+        if reason is not None:
+            _record_skip(rt, repo.name, pr, reason, report)
         else:
-            _queue_pull(rt, repo, pr, report)
+            _queue_pull(rt, view, pr, report)
+
+
+def _repo_view(rt: Runtime, repo: RepoSettings, report: StageReport) -> _RepoView:
+    if not repo.read_repo_config:
+        return _RepoView(repo, None, rt.settings.source)
+    text = rt.github.read_default_branch_file(repo.name, REPO_CONFIG_PATH)
+    if text is None:
+        return _RepoView(repo, None, rt.settings.source)
+    source = f"{repo.name}:{REPO_CONFIG_PATH}"
+    try:
+        rules = parse_repo_rules(text, source)
+        return _RepoView(apply_rules(repo, rules, rt.settings, source), rules,
+                         f"{rt.settings.source} + {REPO_CONFIG_PATH} (default branch)")
+    except ConfigError as exc:
+        report.error(f"{exc.message}; reviewing {repo.name} with the central config until it is fixed")
+        return _RepoView(repo, None, f"{rt.settings.source} ({REPO_CONFIG_PATH} invalid, ignored)")
 
 
 def _known_heads(session: Session, repository: str, numbers: list[int]) -> set[tuple[int, str]]:
@@ -76,23 +108,47 @@ def _retire_closed(rt: Runtime, session: Session, repository: str, open_numbers:
             transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor,
                        reason="pull request was closed before review")
             report.add("stale (closed)")
+    session.execute(delete(PullSkip).where(PullSkip.repository == repository,
+                                           PullSkip.pr_number.not_in(open_numbers or {0})))
 
 
-def _queue_pull(rt: Runtime, repo: RepoSettings, pr: PullSummary, report: StageReport) -> None:
+def _record_skip(rt: Runtime, repository: str, pr: PullSummary, reason: str, report: StageReport) -> None:
+    with transaction(rt.sessions) as session:
+        skip = session.get(PullSkip, (repository, pr.number))
+        if skip is None:
+            session.add(PullSkip(repository=repository, pr_number=pr.number, head_sha=pr.head_sha,
+                                 reason=reason, at=rt.clock()))
+        elif (skip.head_sha, skip.reason) != (pr.head_sha, reason):
+            skip.head_sha, skip.reason, skip.at = pr.head_sha, reason, rt.clock()
+        else:
+            report.add("skipped")
+            return
+    report.add("skipped")
+    report.note(f"{repository}#{pr.number} not reviewed: {reason}")
+
+
+def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageReport) -> None:
+    name = view.settings.name
     try:
-        diff, source = rt.github.fetch_diff(repo.name, pr.number)
+        diff, source = rt.github.fetch_diff(name, pr.number)
+        previous = _last_posted(rt, name, pr.number) if view.settings.review_mode == "incremental" else None
+        since = rt.github.compare_diff(name, previous.head_sha, pr.head_sha) if previous else None
     except (AuthFailed, Unreachable):
         raise
     except GitHubError as exc:
-        report.error(f"{repo.name}#{pr.number}: {exc.message}")
+        report.error(f"{name}#{pr.number}: {exc.message}")
         return
     now = rt.clock()
     job = ReviewJob(
-        repository=repo.name, pr_number=pr.number, head_sha=pr.head_sha, base_sha=pr.base_sha,
+        repository=name, pr_number=pr.number, head_sha=pr.head_sha, base_sha=pr.base_sha,
         base_ref=pr.base_ref, head_ref=pr.head_ref, title=pr.title, author=pr.author, body=pr.body,
         url=pr.url, labels=",".join(pr.labels), diff=diff, diff_source=source,
+        repo_rules=rules_to_json(view.rules), config_source=view.source,
         state=State.QUEUED.value, created_at=now, updated_at=now,
     )
+    if previous is not None and since and since.strip():
+        job.review_diff, job.review_base_sha = since, previous.head_sha
+        job.previous_summary = _summary_of(rt, previous.id)
     if not diff.strip():
         job.state, job.reason = State.SKIPPED.value, "the pull request has no changes to review"
     try:
@@ -101,12 +157,31 @@ def _queue_pull(rt: Runtime, repo: RepoSettings, pr: PullSummary, report: StageR
             session.flush()
             record_created(session, job, rt.actor, now)
             _supersede(rt, session, job, report)
+            session.execute(delete(PullSkip).where(PullSkip.repository == name, PullSkip.pr_number == pr.number))
     except IntegrityError:
         report.add("unchanged")  # another instance queued the same head a moment earlier
         return
     report.add("queued" if job.state == State.QUEUED.value else "skipped")
     if source == "files":
-        report.note(f"{repo.name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list")
+        report.note(f"{name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list")
+    if job.review_base_sha:
+        report.note(f"{name}#{pr.number}: incremental review of the changes since {job.review_base_sha[:7]}")
+
+
+def _last_posted(rt: Runtime, repository: str, number: int) -> ReviewJob | None:
+    with rt.sessions() as session:
+        return session.scalars(select(ReviewJob).where(
+            ReviewJob.repository == repository, ReviewJob.pr_number == number,
+            ReviewJob.state == State.POSTED.value).order_by(ReviewJob.id.desc()).limit(1)).first()
+
+
+def _summary_of(rt: Runtime, job_id: int) -> str | None:
+    with rt.sessions() as session:
+        result = session.scalars(select(Result).where(Result.job_id == job_id, Result.result_type == "succeeded")
+                                 .order_by(Result.id.desc()).limit(1)).first()
+    if result is None:
+        return None
+    return parse_review(result.content_json, result.stop_reason, result.text).summary or None
 
 
 def _supersede(rt: Runtime, session: Session, new: ReviewJob, report: StageReport) -> None:
@@ -117,3 +192,4 @@ def _supersede(rt: Runtime, session: Session, new: ReviewJob, report: StageRepor
         transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor,
                    reason=f"superseded by a newer head {new.head_sha[:7]} before review")
         report.add("stale (superseded)")
+

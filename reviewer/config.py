@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from reviewer.cost import PriceTable, load_price_table
 from reviewer.errors import ConfigError
 from reviewer.render import template_exists
+from reviewer.trim import parse_ignore
 
 DEFAULT_CONFIG_PATH = "reviewer.yml"
 DEFAULT_DATABASE_URL = "sqlite:///reviewer.db"
@@ -35,16 +36,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RepoOverrides(_Strict):
-    """Per-repository settings; anything left out comes from `defaults`."""
+Severity = Literal["critical", "high", "medium", "low"]
+ReviewMode = Literal["incremental", "full"]
 
+
+class SkipRules(_Strict):
+    """Pull requests that are not reviewed; each skip is recorded with its reason."""
+
+    drafts: bool | None = None
+    bots: bool | None = None
+    labels: list[str] | None = None
+    title_patterns: list[str] | None = None  # regular expressions, searched case-insensitively
+    authors: list[str] | None = None
+
+
+class ReviewRules(_Strict):
+    """What `.github/reviewer.yml` in a repository (read from its default branch) may set."""
+
+    instructions: str | None = None
+    ignore: list[str] | None = None  # gitignore-syntax patterns added to the defaults
+    template: str | None = None
     model: str | None = None
+    severity_threshold: Severity | None = None
+    max_inline_comments: int | None = Field(default=None, ge=0, le=100)
+    review_mode: ReviewMode | None = None
+    skip: SkipRules | None = None
+
+
+class RepoOverrides(ReviewRules):
+    """Per-repository settings in the central config; anything left out comes from `defaults`."""
+
     max_tokens: int | None = Field(default=None, ge=1, le=300_000)
     schedule: str | None = None
-    template: str | None = None
-    instructions: str | None = None
     skip_drafts: bool | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=20)
+    token_budget: int | None = Field(default=None, ge=1000)
+    hard_limit_tokens: int | None = Field(default=None, ge=1000)
+    read_repo_config: bool | None = None
 
 
 class RepoEntry(RepoOverrides):
@@ -59,6 +87,14 @@ class Defaults(_Strict):
     instructions: str = ""
     skip_drafts: bool = True
     max_attempts: int = Field(default=3, ge=1, le=20)
+    ignore: list[str] = Field(default_factory=list)
+    severity_threshold: Severity = "low"
+    max_inline_comments: int = Field(default=30, ge=0, le=100)
+    review_mode: ReviewMode = "incremental"
+    skip: SkipRules = SkipRules(bots=True, labels=["no-review", "skip-review"], title_patterns=[r"^\s*\[?wip\b"])
+    token_budget: int = Field(default=120_000, ge=1000)  # diff tokens per request; the rest is left out
+    hard_limit_tokens: int = Field(default=1_000_000, ge=1000)  # reviewable diff above this: skipped
+    read_repo_config: bool = True  # honour .github/reviewer.yml on the default branch
 
 
 class Intervals(_Strict):
@@ -80,6 +116,14 @@ class AnthropicOptions(_Strict):
     timeout_seconds: float = Field(default=600, gt=0)
 
 
+class MetricsOptions(_Strict):
+    """`reviewer run`'s /healthz and /metrics server; port 0 picks a free port (logged at start)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    enabled: bool = True
+
+
 class FileConfig(_Strict):
     database_url: str | None = None
     timezone: str = "UTC"
@@ -90,6 +134,16 @@ class FileConfig(_Strict):
     intervals: Intervals = Intervals()
     github: GitHubOptions = GitHubOptions()
     anthropic: AnthropicOptions = AnthropicOptions()
+    metrics: MetricsOptions = MetricsOptions()
+
+
+@dataclass(frozen=True)
+class Skip:
+    drafts: bool = True
+    bots: bool = True
+    labels: tuple[str, ...] = ()
+    title_patterns: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +156,14 @@ class RepoSettings:
     instructions: str
     skip_drafts: bool
     max_attempts: int
+    ignore: tuple[str, ...] = ()
+    severity_threshold: str = "low"
+    max_inline_comments: int = 30
+    review_mode: str = "incremental"
+    skip: Skip = Skip()
+    token_budget: int = 120_000
+    hard_limit_tokens: int = 1_000_000
+    read_repo_config: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +181,7 @@ class Settings:
     anthropic_base_url: str | None
     anthropic_api_key: str | None
     anthropic: AnthropicOptions
+    metrics: MetricsOptions = MetricsOptions()
 
     def repo(self, name: str) -> RepoSettings:
         for repo in self.repositories:
@@ -167,6 +230,9 @@ def _merge_repo(source: str, index: int, entry: RepoEntry, file: FileConfig, pri
     if not template_exists(template, prompts_dir):
         raise ConfigError(source, f"{key}.template", f"no template {template!r}: expected "
                           f"{template}.system.j2 and {template}.user.j2 in prompts_dir or the built-in prompts")
+    skip_drafts = d.skip_drafts if entry.skip_drafts is None else entry.skip_drafts
+    _check_ignore(source, f"{key}.ignore", list(d.ignore) + list(entry.ignore or ()))
+    _check_patterns(source, f"{key}.skip.title_patterns", (entry.skip or d.skip).title_patterns or [])
     return RepoSettings(
         name=entry.name,
         model=model,
@@ -174,9 +240,39 @@ def _merge_repo(source: str, index: int, entry: RepoEntry, file: FileConfig, pri
         schedule=_cron(source, f"{key}.schedule", entry.schedule or d.schedule, file.timezone),
         template=template,
         instructions=entry.instructions if entry.instructions is not None else d.instructions,
-        skip_drafts=d.skip_drafts if entry.skip_drafts is None else entry.skip_drafts,
+        skip_drafts=skip_drafts,
         max_attempts=entry.max_attempts or d.max_attempts,
+        ignore=tuple(d.ignore) + tuple(entry.ignore or ()),
+        severity_threshold=entry.severity_threshold or d.severity_threshold,
+        max_inline_comments=d.max_inline_comments if entry.max_inline_comments is None else entry.max_inline_comments,
+        review_mode=entry.review_mode or d.review_mode,
+        skip=_skip(d.skip, entry.skip, skip_drafts),
+        token_budget=entry.token_budget or d.token_budget,
+        hard_limit_tokens=entry.hard_limit_tokens or d.hard_limit_tokens,
+        read_repo_config=d.read_repo_config if entry.read_repo_config is None else entry.read_repo_config,
     )
+
+
+def _skip(base: SkipRules, override: SkipRules | None, drafts: bool) -> Skip:
+    merged = {**base.model_dump(exclude_none=True), **(override.model_dump(exclude_none=True) if override else {})}
+    return Skip(drafts=merged.get("drafts", drafts), bots=merged.get("bots", True),
+                labels=tuple(merged.get("labels", ())), title_patterns=tuple(merged.get("title_patterns", ())),
+                authors=tuple(merged.get("authors", ())))
+
+
+def _check_ignore(source: str, key: str, patterns: list[str]) -> None:
+    try:
+        parse_ignore(patterns)
+    except ValueError as exc:
+        raise ConfigError(source, key, str(exc)) from None
+
+
+def _check_patterns(source: str, key: str, patterns: list[str]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(source, key, f"{pattern!r} is not a valid regular expression ({exc})") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -230,6 +326,7 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str,
         anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or file.anthropic.base_url,
         anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
         anthropic=file.anthropic,
+        metrics=file.metrics,
     )
 
 

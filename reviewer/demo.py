@@ -15,7 +15,7 @@ from reviewer.emulators.anthropic import AnthropicEmulator
 from reviewer.emulators.github import GitHubEmulator
 from reviewer.emulators.samples import seed_demo
 from reviewer.pipeline import run_cycle
-from reviewer.reports import cost_rows, format_cost_table
+from reviewer.ledger import cost_rows, format_cost_table
 from reviewer.runtime import Runtime
 
 DEMO_GITHUB_TOKEN = "ghp_demo"
@@ -69,4 +69,8 @@ def _show_reviews(github: GitHubEmulator, pulls: list[tuple[str, int]], notes: l
         for review in reviews:
             echo(f"=== {repo}#{number} — review by {review['user_login']} on {review['commit_id'][:7]}")
             echo(review["body"])
+            for comment in review["comments"]:
+                where = f"{comment['start_line']}-{comment['line']}" if comment["start_line"] else comment["line"]
+                echo(f"\n  >> inline comment on {comment['path']}:{where}")
+                echo("     " + "\n     ".join(comment["body"].splitlines()))
             echo("")

@@ -73,3 +73,56 @@ def diff_from_file_patches(files: Iterable[FilePatch]) -> str:
         header += [f"--- {source}", f"+++ {target}", f.patch.rstrip("\n")]
         parts.append("\n".join(header))
     return "\n".join(parts) + ("\n" if parts else "")
+
+
+@dataclass(frozen=True)
+class RightLine:
+    hunk: int  # index of the hunk within its file: GitHub only accepts a range inside one hunk
+    text: str
+    added: bool
+
+
+@dataclass(frozen=True)
+class DiffIndex:
+    """Where GitHub accepts an inline comment: for each file, the new-side (RIGHT) lines of its hunks."""
+
+    files: dict[str, dict[int, RightLine]]
+
+    def line(self, path: str, number: int) -> RightLine | None:
+        return self.files.get(path, {}).get(number)
+
+
+def index_diff(diff: str) -> DiffIndex:
+    patch = _parse(diff)
+    files: dict[str, dict[int, RightLine]] = {}
+    for file in patch or []:
+        if file.is_removed_file:
+            continue
+        lines: dict[int, RightLine] = {}
+        for number, hunk in enumerate(file):
+            for line in hunk:
+                if line.target_line_no is not None:
+                    lines[line.target_line_no] = RightLine(number, line.value.rstrip("\n"), line.is_added)
+        files[file.path] = lines
+    return DiffIndex(files)
+
+
+def anchor_range(index: DiffIndex, path: str, line: int, start_line: int | None) -> str | None:
+    """None when GitHub will accept an inline comment on `path` lines start_line..line (RIGHT side),
+    else the reason it will not: the file is not in the diff, a line is outside every hunk, or the
+    range crosses hunks."""
+    if path not in index.files:
+        return "file not in the diff"
+    end = index.line(path, line)
+    if end is None:
+        return f"line {line} is not in the diff"
+    if start_line is None or start_line == line:
+        return None
+    if start_line > line:
+        return f"range {start_line}-{line} is reversed"
+    start = index.line(path, start_line)
+    if start is None:
+        return f"line {start_line} is not in the diff"
+    if start.hunk != end.hunk:
+        return f"lines {start_line}-{line} span more than one hunk"
+    return None

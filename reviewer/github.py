@@ -54,6 +54,22 @@ class PostedReview:
     html_url: str
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    remaining: int
+    limit: int
+    reset_at: int  # Unix time at which the window resets
+
+
+class _OneClient(Github):
+    """A lazy `Github` whose `withLazy(True)` is itself. PyGithub builds a new client, with a new
+    requester, on every `withLazy` call; one shared requester keeps the rate-limit headers of every
+    response (see `GitHub.rate_limit`), the request pacing and the connection in one place."""
+
+    def withLazy(self, lazy: bool) -> Github:  # noqa: N802 (PyGithub's name)
+        return self if lazy else super().withLazy(lazy)
+
+
 def _summary(pr: PullRequest, merged: bool = False) -> PullSummary:
     # Only attributes present in list items are read: anything else makes PyGithub fetch the PR again.
     return PullSummary(
@@ -84,8 +100,9 @@ class GitHub:
             total=3, connect=1, backoff_factor=0.5, allowed_methods=frozenset({"GET", "HEAD"}),
             secondary_rate_wait=60, max_rate_limit_wait=MAX_RATE_LIMIT_WAIT_SECONDS,
         )
-        self._gh = Github(
+        self._gh = _OneClient(
             auth=Auth.Token(token),
+            lazy=True,
             base_url=self.base_url,
             timeout=int(settings.github.timeout_seconds),
             per_page=PAGE_SIZE,
@@ -94,6 +111,14 @@ class GitHub:
             seconds_between_writes=settings.github.write_pause_seconds or None,
         )
         self._login: str | None = None
+
+    def rate_limit(self) -> RateLimit | None:
+        """The rate-limit window as of the last response seen, None before the first; never calls GitHub
+        (PyGithub's `Github.rate_limiting` would fetch /rate_limit when it has seen nothing yet)."""
+        remaining, limit = self._gh.requester.rate_limiting
+        if limit < 0:
+            return None
+        return RateLimit(remaining, limit, self._gh.requester.rate_limiting_resettime)
 
     # --- calls ------------------------------------------------------------------------------------
 
@@ -153,17 +178,56 @@ class GitHub:
 
         return self._call(f"list the reviews of {repository}#{number}", run)
 
-    def post_review(self, repository: str, number: int, head_sha: str, body: str) -> PostedReview:
-        """One COMMENT review pinned to `head_sha`, sent once (no automatic retry of the POST)."""
+    def post_review(self, repository: str, number: int, head_sha: str, body: str,
+                    comments: list[dict[str, Any]] | None = None) -> PostedReview:
+        """One COMMENT review pinned to `head_sha`, with inline comments, sent once (no automatic retry
+        of the POST). GitHub creates the whole review or nothing: a 422 means nothing was posted."""
         def run() -> PostedReview:
             lazy = self._gh.withLazy(True)
             repo = lazy.get_repo(repository)
             pr = repo.get_pull(number)
-            review = pr.create_review(commit=repo.get_commit(head_sha), body=body, event="COMMENT")
+            review = pr.create_review(commit=repo.get_commit(head_sha), body=body, event="COMMENT",
+                                      comments=comments or [])  # type: ignore[arg-type]
             return PostedReview(review.id, review.user.login if review.user else "", review.body,
                                 review.commit_id, review.html_url)
 
         return self._call(f"post a review on {repository}#{number}", run)
+
+    def own_texts(self, repository: str, number: int) -> list[str]:
+        """Bodies of the service's own reviews and inline comments on the PR (for fingerprints)."""
+        me = self.own_login()
+
+        def run() -> list[str]:
+            pr = self._gh.withLazy(True).get_repo(repository).get_pull(number)
+            texts = [r.body or "" for r in pr.get_reviews() if r.user and r.user.login == me]
+            texts += [c.body or "" for c in pr.get_review_comments() if c.user and c.user.login == me]
+            return texts
+
+        return self._call(f"list the review comments of {repository}#{number}", run)
+
+    def read_default_branch_file(self, repository: str, path: str) -> str | None:
+        """A file's text on the repository's default branch, or None if there is no such file."""
+        def run() -> str | None:
+            try:
+                content = self._gh.withLazy(True).get_repo(repository).get_contents(path)
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            if isinstance(content, list):
+                return None  # a directory
+            return content.decoded_content.decode("utf-8", errors="replace")
+
+        return self._call(f"read {path} of {repository}", run)
+
+    def compare_diff(self, repository: str, base: str, head: str) -> str | None:
+        """The diff from `base` to `head`, or None when GitHub cannot compare them (force-push)."""
+        path = f"/repos/{repository}/compare/{base}...{head}"
+        status, _headers, text = self._call(
+            f"compare {base[:7]}...{head[:7]} in {repository}",
+            lambda: self._gh.requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
+        )
+        return text if status == 200 and text is not None else None
 
     # --- error translation --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ a change here without a migration fails `reviewer db check` and the migration te
     JobEvent    every state change of a job, with its reason: what the service did and why
     Batch       one Anthropic Message Batch, recorded before the API call and again after it
     Result      every result line of every batch (succeeded or not), with usage and cost
+    PullSkip    why a pull request is currently not reviewed
     RepoState   per-repository bookkeeping (last scheduled submission)
 """
 
@@ -39,6 +40,13 @@ class ReviewJob(Base):
     labels: Mapped[str] = mapped_column(Text, default="")  # comma-separated
     diff: Mapped[str] = mapped_column(Text, default="")
     diff_source: Mapped[str] = mapped_column(String(16), default="diff")  # "diff" or "files" (fallback)
+    # incremental re-review: the diff since the last reviewed head, and that head's summary as context
+    review_diff: Mapped[str | None] = mapped_column(Text)
+    review_base_sha: Mapped[str | None] = mapped_column(String(64))
+    previous_summary: Mapped[str | None] = mapped_column(Text)
+    repo_rules: Mapped[str | None] = mapped_column(Text)  # JSON of .github/reviewer.yml as read at collection
+    config_source: Mapped[str] = mapped_column(String(300), default="")
+    omitted: Mapped[str | None] = mapped_column(Text)  # JSON [[path, reason], ...] of files the model did not see
 
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -90,6 +98,9 @@ class Batch(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # set by `reviewer batches cancel`: its canceled lines requeue their jobs without counting an attempt
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Result(Base):
@@ -118,6 +129,18 @@ class Result(Base):
     standard_cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_saved_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PullSkip(Base):
+    """The latest reason a pull request is not reviewed (draft, bot, label...); gone once it gets a job."""
+
+    __tablename__ = "pull_skips"
+
+    repository: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pr_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RepoState(Base):

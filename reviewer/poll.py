@@ -20,6 +20,7 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reviewer.batchops import canceled_by_operator, requeue_canceled
 from reviewer.batches import BatchStatus, ResultLine
 from reviewer.cost import cost_of
 from reviewer.db import transaction
@@ -159,14 +160,16 @@ def _result_row(rt: Runtime, batch_id: int, job: ReviewJob, line: ResultLine) ->
 def _apply(rt: Runtime, session: Session, job: ReviewJob, line: ResultLine) -> None:
     now = rt.clock()
     if line.type == "succeeded":
-        if not (line.text or "").strip():
-            _retry_or_fail(rt, session, job, f"the model returned no text (stop_reason {line.stop_reason})")
+        if not (line.text or "").strip() and line.content_json in (None, "[]"):
+            _retry_or_fail(rt, session, job, f"the model returned no content (stop_reason {line.stop_reason})")
             return
         transition(session, job.id, State.SUBMITTED, State.ANSWERED, now=now, actor=rt.actor,
                    review_text=line.text, reason=f"answered ({line.stop_reason})")
     elif line.type == "errored" and line.error_type == "invalid_request_error":
         transition(session, job.id, State.SUBMITTED, State.FAILED, now=now, actor=rt.actor,
                    reason=f"the API rejected the request: {line.error_message}")
+    elif line.type == "canceled" and canceled_by_operator(session, job):
+        requeue_canceled(rt, session, job)  # `reviewer batches cancel`: no attempt is spent
     else:
         detail = f"{line.error_type}: {line.error_message}" if line.type == "errored" else "request " + line.type
         _retry_or_fail(rt, session, job, detail)

@@ -1,5 +1,9 @@
 """Stage 4, post: each answered job becomes one review (event COMMENT) on its pull request.
 
+The review is composed from the structured answer (compose.py): findings become inline comments
+where GitHub accepts them, the rest goes into the body; if GitHub still refuses the inline comments
+(422), the review is posted again with every finding in the body, and the reason is recorded.
+
 Before posting, the pull request is read again: closed, or a head that moved on, makes the job stale
 (the new head is collected as its own job), so a review is never posted on code it did not read.
 Posting is idempotent: the body carries a hidden marker naming the job; a job whose earlier attempt may
@@ -9,15 +13,21 @@ marker among the service's own reviews and records that review instead of postin
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
-from reviewer.body import Footer, compose_review_body, marker
+from reviewer.body import Footer, marker
+from reviewer.compose import ReviewContext, compose_review, demote_inline, known_fingerprints
 from reviewer.db import transaction
+from reviewer.diffs import DiffIndex, index_diff
 from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited, Unreachable
 from reviewer.github import PostedReview
 from reviewer.models import Result, ReviewJob
+from reviewer.parse import ReviewDraft, parse_review
 from reviewer.queue import State, claimable, lease, transition
 from reviewer.runtime import Runtime, StageReport
+from reviewer.submit import effective_settings
 
 CLAIM_CHUNK = 100
 
@@ -101,13 +111,29 @@ def _check_and_post(rt: Runtime, job: ReviewJob) -> str:
                 "the new head is reviewed as its own job")
         return "stale"
     job_marker = marker(job.id, job.head_sha)
-    if job.post_attempts >= 1:  # an earlier attempt may have landed
+    if job.post_attempts >= 1:  # (the snapshot before this claim) an earlier attempt may have landed
         existing = rt.github.find_review_with_marker(job.repository, job.pr_number, job_marker)
         if existing is not None:
             _record_posted(rt, job, existing, "found the review an earlier attempt had posted")
             return "already posted"
-    posted = rt.github.post_review(job.repository, job.pr_number, job.head_sha, _body(rt, job, job_marker))
-    _record_posted(rt, job, posted, f"posted review {posted.id} on {name}")
+    draft, index, ctx = _prepare(rt, job, job_marker)
+    composed = compose_review(draft, index, ctx)
+    comments = [c.as_github() for c in composed.comments]
+    try:
+        posted = rt.github.post_review(job.repository, job.pr_number, job.head_sha, composed.body, comments)
+    except GitHubError as exc:
+        if exc.status != 422 or not comments:
+            raise
+        # GitHub rejects the whole review without saying which comment: post it once more with every
+        # finding in the body (a 422 created nothing, so this cannot duplicate).
+        composed = demote_inline(draft, index, ctx, exc.message)
+        posted = rt.github.post_review(job.repository, job.pr_number, job.head_sha, composed.body, [])
+        _record_posted(rt, job, posted, f"posted review {posted.id} on {name} without inline comments: "
+                       f"GitHub refused them ({exc.message})")
+        return "posted (inline comments refused)"
+    detail = (f"{len(composed.comments)} inline, {composed.outside} outside the diff, "
+              f"{composed.repeated} repeated findings left out")
+    _record_posted(rt, job, posted, f"posted review {posted.id} on {name} ({detail})")
     return "posted"
 
 
@@ -116,15 +142,30 @@ def _record_posted(rt: Runtime, job: ReviewJob, review: PostedReview, reason: st
             posted_at=rt.clock())
 
 
-def _body(rt: Runtime, job: ReviewJob, job_marker: str) -> str:
+def _prepare(rt: Runtime, job: ReviewJob, job_marker: str) -> tuple[ReviewDraft, DiffIndex, ReviewContext]:
     with rt.sessions() as session:
         result = session.scalars(select(Result).where(Result.job_id == job.id, Result.result_type == "succeeded")
                                  .order_by(Result.id.desc()).limit(1)).first()
+        reviewed_before = session.scalar(select(ReviewJob.id).where(
+            ReviewJob.repository == job.repository, ReviewJob.pr_number == job.pr_number,
+            ReviewJob.state == State.POSTED.value, ReviewJob.id != job.id).limit(1)) is not None
+    draft = (parse_review(result.content_json, result.stop_reason, result.text) if result
+             else parse_review(None, None, job.review_text))
+    repo = effective_settings(rt.settings, job)
     footer = Footer(
-        model=(result.model if result else None) or job.model or "unknown model",
+        model=(result.model if result else None) or job.model or repo.model,
         cost_micro_usd=result.cost_micro_usd if result else 0,
         standard_cost_micro_usd=result.standard_cost_micro_usd if result else 0,
         head_sha=job.head_sha,
         batch=result.is_batch if result else True,
     )
-    return compose_review_body(job.review_text or "", footer, job_marker)
+    known = known_fingerprints(rt.github.own_texts(job.repository, job.pr_number)) if reviewed_before else frozenset()
+    ctx = ReviewContext(
+        footer=footer, marker=job_marker,
+        config_line=f"config: {job.config_source or rt.settings.source} · template {repo.template} · "
+                    f"severity ≥ {repo.severity_threshold} · {repo.review_mode} mode",
+        max_inline=repo.max_inline_comments, severity_threshold=repo.severity_threshold,
+        known_fingerprints=known, omitted=tuple((p, r) for p, r in json.loads(job.omitted or "[]")),
+        since_sha=job.review_base_sha,
+    )
+    return draft, index_diff(job.diff), ctx

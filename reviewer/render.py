@@ -5,10 +5,15 @@ string. A repository's own `prompts_dir` is searched before the built-in templat
 Variables available to every template:
     repo          "owner/name"
     pr            number, title, author, body, url, base_ref, head_ref, head_sha, labels (list of str)
-    diff          the unified diff, each new-side line prefixed with its line number
-    files         the changed file paths, in diff order
-    instructions  the repository's extra instructions ("" when none)
+    diff          the unified diff to review (files left out already removed), each new-side line
+                  prefixed with its line number
+    files         the file paths in that diff, in diff order
+    omitted       files left out of the review: list of {path, reason} (ignored, binary, over budget)
+    instructions  the repository's extra instructions, central and from .github/reviewer.yml ("" when none)
     model         the model id the request is sent to
+    incremental   True when only the changes since the last reviewed commit are shown
+    since_sha     that commit ("" when not incremental)
+    previous_summary  the summary of the earlier review ("" when none)
 """
 
 from __future__ import annotations
@@ -69,8 +74,9 @@ def render_prompt(template: str, variables: Mapping[str, Any], prompts_dir: Path
             raise TemplateError(f"template {name} not found", "add it to prompts_dir or use the default "
                                 "template 'review'") from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"template {name}: {exc.message}", "use only the documented variables: "
-                                "repo, pr, diff, files, instructions, model") from None
+            raise TemplateError(f"template {name}: {exc.message}", "use only the documented variables: repo, pr, "
+                                "diff, files, omitted, instructions, model, incremental, since_sha, "
+                                "previous_summary") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {name} line {exc.lineno}: {exc.message}") from None
     return RenderedPrompt(system=parts[0], user=parts[1])

@@ -23,7 +23,10 @@ from reviewer.config import RepoSettings, Settings
 from reviewer.cost import cost_of, format_usd, Usage
 from reviewer.db import transaction
 from reviewer.diffs import changed_files, number_new_side
-from reviewer.errors import AnthropicError, ReviewerError, TemplateError
+from reviewer.errors import AnthropicError, ConfigError, ReviewerError, TemplateError
+from reviewer.parse import REVIEW_TOOL, TOOL_NAME
+from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
+from reviewer.trim import DEFAULT_IGNORES, FittedDiff, fit_diff
 from reviewer.models import Batch, ReviewJob, repo_state
 from reviewer.queue import State, claimable, lease, transition
 from reviewer.render import render_prompt
@@ -34,6 +37,7 @@ MAX_BATCH_BYTES = 256 * 1024 * 1024 - 1024 * 1024  # leave room for the envelope
 CLAIM_CHUNK = 1000
 RECONCILE_SKEW = timedelta(minutes=2)
 CHARS_PER_TOKEN = 4  # rough estimate used for dry runs until tokens are counted
+PROMPT_OVERHEAD_TOKENS = 8_000  # system prompt, tool schema and PR metadata around the diff
 
 
 def custom_id(job_id: int) -> str:
@@ -45,37 +49,70 @@ def job_id_from(custom: str) -> int | None:
     return int(number) if prefix == "job" and number.isdigit() else None
 
 
-def template_variables(job: ReviewJob, repo: RepoSettings) -> dict[str, Any]:
+def effective_settings(settings: Settings, job: ReviewJob) -> RepoSettings:
+    """The repository's central settings with the rules it had on its default branch at collection."""
+    repo = settings.repo(job.repository)
+    if not job.repo_rules:
+        return repo
+    return apply_rules(repo, rules_from_json(job.repo_rules), settings, f"{job.repository}:{REPO_CONFIG_PATH}")
+
+
+def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -> dict[str, Any]:
     return {
         "repo": job.repository,
         "pr": {"number": job.pr_number, "title": job.title, "author": job.author, "body": job.body,
                "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
                "labels": [label for label in job.labels.split(",") if label]},
-        "diff": number_new_side(job.diff),
-        "files": changed_files(job.diff),
+        "diff": number_new_side(fitted.diff),
+        "files": list(fitted.kept) or changed_files(fitted.diff),
+        "omitted": [{"path": o.path, "reason": o.reason} for o in fitted.omitted],
         "instructions": repo.instructions,
         "model": repo.model,
+        "incremental": job.review_base_sha is not None,
+        "since_sha": job.review_base_sha or "",
+        "previous_summary": job.previous_summary or "",
     }
 
 
-def build_request(job: ReviewJob, repo: RepoSettings, settings: Settings) -> dict[str, Any]:
-    prompt = render_prompt(repo.template, template_variables(job, repo), settings.prompts_dir)
-    return {
+@dataclass(frozen=True)
+class Prepared:
+    request: dict[str, Any]
+    model: str
+    omitted: str  # JSON [[path, reason], ...]
+
+
+def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
+    """The batch request for a job, or the reason it is skipped (too large to review)."""
+    repo = effective_settings(settings, job)
+    price = settings.prices.price(repo.model)
+    room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
+    fitted = fit_diff(job.review_diff or job.diff, ignore=DEFAULT_IGNORES + repo.ignore,
+                      budget_tokens=max(min(repo.token_budget, room), 1000), hard_limit_tokens=repo.hard_limit_tokens)
+    if fitted.over_hard_limit:
+        return (f"the reviewable diff is over the hard limit of {repo.hard_limit_tokens:,} tokens; "
+                "split the pull request or raise hard_limit_tokens")
+    if not fitted.kept and fitted.omitted and fitted.tokens == 0:
+        return "every changed file is ignored (" + "; ".join(f"{o.path}: {o.reason}" for o in fitted.omitted[:5]) + ")"
+    prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
+    request = {
         "custom_id": custom_id(job.id),
         "params": {
             "model": repo.model,
             "max_tokens": repo.max_tokens,
             "system": [{"type": "text", "text": prompt.system}],
             "messages": [{"role": "user", "content": prompt.user}],
+            "tools": [REVIEW_TOOL],
+            "tool_choice": {"type": "tool", "name": TOOL_NAME},
         },
     }
+    return Prepared(request, repo.model, json.dumps([[o.path, o.reason] for o in fitted.omitted]))
 
 
 @dataclass
 class _Pending:
     requests: list[dict[str, Any]]
     job_ids: list[int]
-    models: list[str]
+    values: list[dict[str, Any]]  # written on each job when it is claimed
     size: int = 0
 
 
@@ -109,21 +146,33 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
 
 
 def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport) -> _Pending:
-    repo = rt.settings.repo(job.repository)
     try:
-        request = build_request(job, repo, rt.settings)
-    except TemplateError as exc:
+        prepared = prepare_request(job, rt.settings)
+    except (TemplateError, ConfigError) as exc:
         report.error(f"{job.repository}#{job.pr_number}: {exc.message}; the job stays queued")
         return pending
-    size = len(json.dumps(request))
+    if isinstance(prepared, str):
+        _skip(rt, job, prepared, report)
+        return pending
+    size = len(json.dumps(prepared.request))
     if pending.requests and (len(pending.requests) >= MAX_BATCH_REQUESTS or pending.size + size > MAX_BATCH_BYTES):
         _send(rt, pending, report)
         pending = _Pending([], [], [])
-    pending.requests.append(request)
+    pending.requests.append(prepared.request)
     pending.job_ids.append(job.id)
-    pending.models.append(repo.model)
+    pending.values.append({"model": prepared.model, "omitted": prepared.omitted})
     pending.size += size
     return pending
+
+
+def _skip(rt: Runtime, job: ReviewJob, reason: str, report: StageReport) -> None:
+    try:
+        with transaction(rt.sessions) as session:
+            transition(session, job.id, State.QUEUED, State.SKIPPED, now=rt.clock(), actor=rt.actor, reason=reason)
+    except ReviewerError:
+        return
+    report.add("skipped")
+    report.note(f"{job.repository}#{job.pr_number} skipped: {reason}")
 
 
 def _send(rt: Runtime, pending: _Pending, report: StageReport) -> None:
@@ -155,11 +204,11 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> None:
 
 def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, until: Any) -> set[int]:
     claimed: set[int] = set()
-    for job_id, model in zip(pending.job_ids, pending.models):
+    for job_id, values in zip(pending.job_ids, pending.values):
         try:
             transition(session, job_id, State.QUEUED, State.SUBMITTING, now=rt.clock(), actor=rt.actor,
-                       lease_until=until, batch_id=batch_id, model=model,
-                       reason=f"being submitted in local batch {batch_id}")
+                       lease_until=until, batch_id=batch_id, reason=f"being submitted in local batch {batch_id}",
+                       **values)
         except ReviewerError:
             continue  # another submitter took it
         claimed.add(job_id)
@@ -230,7 +279,8 @@ def _dry_run(rt: Runtime, names: list[str], report: StageReport) -> None:
         mine = [j for j in jobs if j.repository == name]
         if not mine:
             continue
-        tokens = sum(_estimate_tokens(build_request(j, repo, rt.settings)) for j in mine)
+        prepared = [p for p in (prepare_request(j, rt.settings) for j in mine) if not isinstance(p, str)]
+        tokens = sum(_estimate_tokens(p.request) for p in prepared)
         typical = cost_of(Usage(tokens, repo.max_tokens * len(mine) // 4), price)
         worst = cost_of(Usage(tokens, repo.max_tokens * len(mine)), price)
         report.add("would submit", len(mine))

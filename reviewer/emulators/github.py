@@ -593,6 +593,27 @@ def _review_json(api: str, repo: _Repo, pull: _Pull, review: dict[str, Any], use
     return item
 
 
+def _review_comment_json(api: str, repo: _Repo, pull: _Pull, review: dict[str, Any], index: int,
+                         comment: dict[str, Any], user: _User) -> dict[str, Any]:
+    """A pull-request-review-comment; ids derive from the review id so they stay stable."""
+    comment_id = review["id"] * 100 + index
+    url = f"{api}/repos/{repo.full_name}/pulls/comments/{comment_id}"
+    html = f"{HTML_BASE}/{repo.full_name}/pull/{pull.number}#discussion_r{comment_id}"
+    pull_url = f"{api}/repos/{repo.full_name}/pulls/{pull.number}"
+    stamp = review["submitted_at"] or "2026-01-01T00:00:00Z"
+    return {
+        "id": comment_id, "node_id": _node_id("PullRequestReviewComment", comment_id), "url": url,
+        "pull_request_review_id": review["id"], "diff_hunk": "", "path": comment["path"],
+        "commit_id": review["commit_id"], "original_commit_id": review["commit_id"], "user": _user_json(api, user),
+        "body": comment["body"], "created_at": stamp, "updated_at": stamp, "html_url": html,
+        "pull_request_url": pull_url, "author_association": "NONE",
+        "_links": {"self": {"href": url}, "html": {"href": html}, "pull_request": {"href": pull_url}},
+        "line": comment["line"], "original_line": comment["line"], "side": comment["side"],
+        "start_line": comment["start_line"], "original_start_line": comment["start_line"],
+        "start_side": comment["start_side"], "subject_type": "line",
+    }
+
+
 def _content_json(api: str, repo: _Repo, path: str, ref: str, content: str) -> dict[str, Any]:
     data = content.encode()
     encoded = base64.b64encode(data).decode()
@@ -808,6 +829,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(_PULL + r"$"), "_get_pull"),
     ("GET", re.compile(_PULL + r"/files$"), "_list_files"),
     ("GET", re.compile(_PULL + r"/reviews$"), "_list_reviews"),
+    ("GET", re.compile(_PULL + r"/comments$"), "_list_review_comments"),
     ("POST", re.compile(_PULL + r"/reviews$"), "_create_review"),
     ("GET", re.compile(_REPO + r"/contents/(?P<path>.+)$"), "_get_contents"),
     ("GET", re.compile(_REPO + r"/compare/(?P<basehead>.+)$"), "_compare"),
@@ -1116,6 +1138,16 @@ class GitHubEmulator:
         repo, pull = call.repo, call.pull
         assert repo is not None and pull is not None
         items = [_review_json(self.url, repo, pull, r, self._users[r["user_login"]]) for r in pull.reviews]
+        return self._page(call, items)
+
+    def _list_review_comments(self, call: _Call, groups: dict[str, str]) -> Response:
+        repo, pull = call.repo, call.pull
+        assert repo is not None and pull is not None
+        items = [
+            _review_comment_json(self.url, repo, pull, review, index, comment, self._users[review["user_login"]])
+            for review in pull.reviews
+            for index, comment in enumerate(review["comments"])
+        ]
         return self._page(call, items)
 
     def _create_review(self, call: _Call, groups: dict[str, str]) -> Response:

@@ -21,15 +21,19 @@ def find_user(conn: sqlite3.Connection, user_id: int):
 '''
 
 
-def diff_for(index: int, version: int = 1) -> str:
-    after = BEFORE + f'''
+def after_for(version: int = 1) -> str:
+    """The new side of `app/users_N.py` in diff_for(N, version): a search built by string formatting."""
+    return BEFORE + f'''
 
 def search_users_v{version}(conn: sqlite3.Connection, name: str):
     # added in revision {version}
     cur = conn.execute(f"SELECT id, name FROM users WHERE name LIKE '%{{name}}%'")
     return cur.fetchall()
 '''
-    return make_diff({f"app/users_{index}.py": (BEFORE, after)})
+
+
+def diff_for(index: int, version: int = 1) -> str:
+    return make_diff({f"app/users_{index}.py": (BEFORE, after_for(version))})
 
 
 def big_diff(files: int) -> str:

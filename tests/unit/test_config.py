@@ -66,6 +66,7 @@ def test_cron_with_timezone() -> None:
     ({"timezone": "Mars/Olympus"}, "timezone", "time zone"),
     ({"defaults": {"schedule": "hourly"}}, "defaults.schedule", "cron"),
     ({"repositories": [{}]}, "repositories[0].name", "missing"),
+    ({"repositories": [{"name": "a/b", "ignore": ["!"]}]}, "repositories[0].ignore", "gitignore"),
     ({"prices": {"x": {"input": "cheap"}}}, "prices.x.input", "valid number"),
 ])
 def test_invalid_config_is_one_line_naming_the_key(raw: dict[str, Any], key: str, words: str) -> None:

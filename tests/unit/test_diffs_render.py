@@ -55,13 +55,17 @@ def test_diff_from_file_patches_round_trips_through_the_parser() -> None:
 def variables() -> dict[str, object]:
     return {"repo": "acme/api", "pr": {"number": 3, "title": "t", "author": "a", "body": "", "url": "u",
             "base_ref": "main", "head_ref": "f", "head_sha": "abc", "labels": []},
-            "diff": "D", "files": ["a.py"], "instructions": "Use tabs.", "model": "m"}
+            "diff": "D", "files": ["a.py"], "instructions": "Use tabs.", "model": "m",
+            "omitted": [{"path": "yarn.lock", "reason": "ignored"}], "incremental": True, "since_sha": "abcdef0123",
+            "previous_summary": "Earlier: fine."}
 
 
 def test_default_template_renders() -> None:
     prompt = render_prompt("review", variables())
     assert "acme/api" in prompt.system and "Use tabs." in prompt.system
     assert "#3" in prompt.user and "- a.py" in prompt.user
+    assert "- yarn.lock: ignored" in prompt.user and "abcdef0" in prompt.user and "Earlier: fine." in prompt.user
+    assert "report_review" in prompt.system
 
 
 def test_strict_undefined_makes_typos_errors(tmp_path: Path) -> None:
@@ -77,3 +81,17 @@ def test_missing_template_and_builtin_dir() -> None:
     assert not template_exists("absent", None)
     with pytest.raises(TemplateError, match="not found"):
         render_prompt("absent", variables())
+
+
+def test_index_and_anchor_ranges() -> None:
+    from reviewer.diffs import anchor_range, index_diff
+
+    index = index_diff(DIFF)
+    assert index.line("app.py", 2) is not None and index.line("app.py", 2).added  # type: ignore[union-attr]
+    assert index.line("app.py", 4) is not None and not index.line("app.py", 4).added  # type: ignore[union-attr]
+    assert anchor_range(index, "app.py", 3, None) is None
+    assert anchor_range(index, "app.py", 3, 1) is None
+    assert anchor_range(index, "app.py", 8, None) == "line 8 is not in the diff"
+    assert anchor_range(index, "app.py", 12, 3) == "lines 3-12 span more than one hunk"
+    assert anchor_range(index, "app.py", 2, 3) == "range 3-2 is reversed"
+    assert anchor_range(index, "other.py", 1, None) == "file not in the diff"
