@@ -102,6 +102,19 @@ class Batches:
         return self._call(f"retrieve batch {batch_id}",
                           lambda: _status(self._client.messages.batches.retrieve(batch_id)))
 
+    def count_tokens(self, params: dict[str, Any]) -> int:
+        """Input tokens of one request, measured by the (free) count_tokens endpoint."""
+        fields = {k: params[k] for k in ("model", "system", "messages", "tools", "tool_choice") if k in params}
+        return self._call("count tokens", lambda: self._client.messages.count_tokens(**fields).input_tokens)
+
+    def create_message(self, custom_id: str, params: dict[str, Any]) -> ResultLine:
+        """One request through the standard Messages API (the express lane), as a result line."""
+        message = self._call("create a message", lambda: self._client.messages.create(**params))
+        blocks = [block.model_dump(mode="json") for block in message.content]
+        text = "\n\n".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        return ResultLine(custom_id, "succeeded", message.model, message.stop_reason, text, json.dumps(blocks),
+                          usage_from(message.usage))
+
     def cancel(self, batch_id: str) -> BatchStatus:
         return self._call(f"cancel batch {batch_id}",
                           lambda: _status(self._client.messages.batches.cancel(batch_id)))

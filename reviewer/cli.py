@@ -5,7 +5,6 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ import click
 
 from reviewer.config import Settings, load_settings
 from reviewer.errors import ReviewerError
+from reviewer.observability import configure_logging, remember_settings_secrets
 from reviewer.runtime import Runtime, StageReport
 
 
@@ -33,6 +33,7 @@ def _settings(ctx: click.Context) -> Settings:
     obj = ctx.find_root().obj
     if "settings" not in obj:
         obj["settings"] = load_settings(obj["config"])
+        remember_settings_secrets(obj["settings"])
     return obj["settings"]  # type: ignore[no-any-return]
 
 
@@ -60,13 +61,14 @@ def _exit_on_errors(*reports: StageReport) -> None:
 @click.option("--config", "config", default=None, metavar="PATH",
               help="Config file (default: $REVIEWER_CONFIG or ./reviewer.yml).")
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", default="text", type=click.Choice(["text", "json"]),
+              help="json: one object per line (ts, level, logger, message, extra fields, exc).")
 @click.version_option(package_name="reviewer")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, log_level: str, log_format: str) -> None:
     """Batch-first AI code review for GitHub: collect pull requests, review them through the Anthropic
     Message Batches API at half price, post the reviews, and account for every dollar."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(log_level, log_format)  # secrets are redacted from every record
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
@@ -191,17 +193,20 @@ def status(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--by", "groupings", multiple=True, default=("review", "repository", "week"),
-              type=click.Choice(["review", "repository", "week"]), help="Grouping (repeatable).")
+              type=click.Choice(["review", "pr", "repository", "model", "day", "week", "month"]),
+              help="Grouping (repeatable; default: review, repository, week).")
+@click.option("--format", "output_format", default="table", type=click.Choice(["table", "csv", "json"]),
+              help="table for people; csv and json carry exact micro-USD beside dollar strings.")
 @click.pass_context
-def costs(ctx: click.Context, groupings: tuple[str, ...]) -> None:
-    """What the reviews cost as batches, beside what the standard API would have charged."""
-    from reviewer.reports import cost_rows, format_cost_table
+def costs(ctx: click.Context, groupings: tuple[str, ...], output_format: str) -> None:
+    """What the reviews cost, beside what the standard API would have charged, and the operator's numbers:
+    cost per succeeded request, time from submission to batch end, error rate per batch."""
+    from reviewer.ledger import format_ledger, read_ledger
 
     rt = _runtime(ctx)
     with rt.sessions() as session:
-        for by in groupings:
-            click.echo(format_cost_table(f"by {by}", cost_rows(session, by)))
-            click.echo()
+        ledger = read_ledger(session, groupings)
+    click.echo(format_ledger(ledger, output_format))
 
 
 @cli.command()
@@ -217,6 +222,32 @@ def explain(ctx: click.Context, job_id: int) -> None:
     if text is None:
         raise ReviewerError(f"no job {job_id}", "see `reviewer status`")
     click.echo(text)
+
+
+@cli.group("batches", invoke_without_command=True)
+@click.option("--limit", default=50, show_default=True, help="How many of the newest batches to list.")
+@click.pass_context
+def batches_group(ctx: click.Context, limit: int) -> None:
+    """The Message Batches, newest first: state, requests, result counts and cost. `reviewer batches
+    cancel ID` cancels one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from reviewer.batchops import format_batches, list_batches
+
+    rt = _runtime(ctx)
+    with rt.sessions() as session:
+        click.echo(format_batches(list_batches(session, limit)))
+
+
+@batches_group.command("cancel")
+@click.argument("batch_id")
+@click.pass_context
+def batches_cancel(ctx: click.Context, batch_id: str) -> None:
+    """Cancel a running batch (Anthropic id or local id); its unfinished requests are queued again when it
+    ends, without counting an attempt."""
+    from reviewer.batchops import cancel_batch
+
+    _print(cancel_batch(_runtime(ctx), batch_id))
 
 
 @cli.command()

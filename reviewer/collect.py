@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from reviewer.config import RepoSettings, ReviewRules
 from reviewer.db import transaction
 from reviewer.errors import AuthFailed, ConfigError, GitHubError, Unreachable
 from reviewer.github import PullSummary
+from reviewer.httpcache import DbPageCache
 from reviewer.models import PullSkip, Result, ReviewJob, repo_state
 from reviewer.parse import parse_review
 from reviewer.queue import State, record_created, transition
@@ -49,7 +50,7 @@ def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
 
 def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
     try:
-        pulls = rt.github.list_open_pulls(repo.name)
+        pulls = rt.github.list_open_pulls(repo.name, cache=DbPageCache(rt.sessions))  # 304s cost no quota
         view = _repo_view(rt, repo, report) if pulls else _RepoView(repo, None, rt.settings.source)
     except (AuthFailed, Unreachable):
         raise  # wrong for every repository alike: stop, do not report it once per repository
@@ -64,6 +65,8 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
     for pr in pulls:
         if (pr.number, pr.head_sha) in known:
             report.add("unchanged")
+            if view.settings.express_label and view.settings.express_label in pr.labels:
+                _expedite(rt, repo.name, pr)
             continue
         reason = skip_reason(pr, view.settings.skip)
         if reason is not None:
@@ -86,6 +89,14 @@ def _repo_view(rt: Runtime, repo: RepoSettings, report: StageReport) -> _RepoVie
     except ConfigError as exc:
         report.error(f"{exc.message}; reviewing {repo.name} with the central config until it is fixed")
         return _RepoView(repo, None, f"{rt.settings.source} ({REPO_CONFIG_PATH} invalid, ignored)")
+
+
+def _expedite(rt: Runtime, repository: str, pr: PullSummary) -> None:
+    """The express label was added after the head was queued: send it at once after all."""
+    with transaction(rt.sessions) as session:
+        session.execute(update(ReviewJob).where(
+            ReviewJob.repository == repository, ReviewJob.pr_number == pr.number, ReviewJob.head_sha == pr.head_sha,
+            ReviewJob.state == State.QUEUED.value, ReviewJob.express.is_(False)).values(express=True))
 
 
 def _known_heads(session: Session, repository: str, numbers: list[int]) -> set[tuple[int, str]]:
@@ -144,6 +155,7 @@ def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageRepo
         base_ref=pr.base_ref, head_ref=pr.head_ref, title=pr.title, author=pr.author, body=pr.body,
         url=pr.url, labels=",".join(pr.labels), diff=diff, diff_source=source,
         repo_rules=rules_to_json(view.rules), config_source=view.source,
+        express=bool(view.settings.express_label) and view.settings.express_label in pr.labels,
         state=State.QUEUED.value, created_at=now, updated_at=now,
     )
     if previous is not None and since and since.strip():

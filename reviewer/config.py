@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +38,7 @@ class _Strict(BaseModel):
 
 Severity = Literal["critical", "high", "medium", "low"]
 ReviewMode = Literal["incremental", "full"]
+CacheTTL = Literal["5m", "1h"]
 
 
 class SkipRules(_Strict):
@@ -73,6 +74,10 @@ class RepoOverrides(ReviewRules):
     token_budget: int | None = Field(default=None, ge=1000)
     hard_limit_tokens: int | None = Field(default=None, ge=1000)
     read_repo_config: bool | None = None
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+    prompt_caching: bool | None = None
+    cache_ttl: CacheTTL | None = None
+    express_label: str | None = None
 
 
 class RepoEntry(RepoOverrides):
@@ -95,6 +100,9 @@ class Defaults(_Strict):
     token_budget: int = Field(default=120_000, ge=1000)  # diff tokens per request; the rest is left out
     hard_limit_tokens: int = Field(default=1_000_000, ge=1000)  # reviewable diff above this: skipped
     read_repo_config: bool = True  # honour .github/reviewer.yml on the default branch
+    prompt_caching: bool = False  # cache the shared prefix (tools + system prompt) across a batch
+    cache_ttl: CacheTTL = "1h"  # batches can run longer than 5 minutes
+    express_label: str = "review-now"  # this label sends a PR through the standard API at once ("" = off)
 
 
 class Intervals(_Strict):
@@ -109,11 +117,23 @@ class GitHubOptions(_Strict):
     request_pause_seconds: float = Field(default=0.0, ge=0)
     write_pause_seconds: float = Field(default=1.0, ge=0)  # ~60 reviews/min, under GitHub's 80/min
     timeout_seconds: float = Field(default=30, gt=0)
+    max_wait_seconds: float = Field(default=120, ge=0)  # longer rate-limit waits are deferred, never slept
+    app_id: int | None = Field(default=None, ge=1)  # GitHub App instead of GITHUB_TOKEN (see _github_app)
+    private_key_path: str | None = None  # relative to the config file
+    installation_id: int | None = Field(default=None, ge=1)  # default: looked up per repository
 
 
 class AnthropicOptions(_Strict):
     base_url: str | None = None
     timeout_seconds: float = Field(default=600, gt=0)
+    max_queued_requests: int = Field(default=100_000, ge=1)  # the organisation's batch queue limit
+    count_tokens: bool = True  # measure dry runs with the count_tokens endpoint where reachable
+
+
+class BudgetOptions(_Strict):
+    monthly_usd: float | None = Field(default=None, ge=0)  # all repositories together; None = no limit
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    over_budget: Literal["wait", "skip"] = "wait"  # jobs that do not fit wait for next month, or are skipped
 
 
 class MetricsOptions(_Strict):
@@ -134,6 +154,7 @@ class FileConfig(_Strict):
     intervals: Intervals = Intervals()
     github: GitHubOptions = GitHubOptions()
     anthropic: AnthropicOptions = AnthropicOptions()
+    budget: BudgetOptions = BudgetOptions()
     metrics: MetricsOptions = MetricsOptions()
 
 
@@ -164,6 +185,19 @@ class RepoSettings:
     token_budget: int = 120_000
     hard_limit_tokens: int = 1_000_000
     read_repo_config: bool = True
+    monthly_budget_micro_usd: int | None = None
+    prompt_caching: bool = False
+    cache_ttl: str = "1h"
+    express_label: str = "review-now"
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    """A GitHub App's credentials; the key is PEM text, already checked to be a private key."""
+
+    app_id: int
+    private_key: str = field(repr=False)
+    installation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +216,8 @@ class Settings:
     anthropic_api_key: str | None
     anthropic: AnthropicOptions
     metrics: MetricsOptions = MetricsOptions()
+    budget: BudgetOptions = BudgetOptions()
+    github_app: GitHubApp | None = None
 
     def repo(self, name: str) -> RepoSettings:
         for repo in self.repositories:
@@ -250,6 +286,10 @@ def _merge_repo(source: str, index: int, entry: RepoEntry, file: FileConfig, pri
         token_budget=entry.token_budget or d.token_budget,
         hard_limit_tokens=entry.hard_limit_tokens or d.hard_limit_tokens,
         read_repo_config=d.read_repo_config if entry.read_repo_config is None else entry.read_repo_config,
+        monthly_budget_micro_usd=None if entry.monthly_budget_usd is None else round(entry.monthly_budget_usd * 1e6),
+        prompt_caching=d.prompt_caching if entry.prompt_caching is None else entry.prompt_caching,
+        cache_ttl=entry.cache_ttl or d.cache_ttl,
+        express_label=d.express_label if entry.express_label is None else entry.express_label,
     )
 
 
@@ -327,7 +367,54 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str,
         anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
         anthropic=file.anthropic,
         metrics=file.metrics,
+        github_app=_github_app(source, file.github, env, base_dir),
+        budget=file.budget,
     )
+
+
+def _github_app(source: str, options: GitHubOptions, env: Mapping[str, str], base_dir: Path) -> GitHubApp | None:
+    """App id from GITHUB_APP_ID or github.app_id; key from GITHUB_APP_PRIVATE_KEY (PEM text), else
+    GITHUB_APP_PRIVATE_KEY_PATH, else github.private_key_path (relative to the config file)."""
+    pem, env_path = env.get("GITHUB_APP_PRIVATE_KEY") or None, env.get("GITHUB_APP_PRIVATE_KEY_PATH") or None
+    raw_id = env.get("GITHUB_APP_ID") or options.app_id
+    if raw_id is None and not (pem or env_path or options.private_key_path):
+        return None
+    if raw_id is None:
+        raise ConfigError(source, "github.app_id", "a GitHub App private key is set but no app id; set "
+                          "github.app_id or GITHUB_APP_ID")
+    try:
+        app_id = int(raw_id)
+    except ValueError:
+        raise ConfigError("environment", "GITHUB_APP_ID", f"{raw_id!r} is not a number (the App's id)") from None
+    if pem is not None:
+        where, key = "environment", "GITHUB_APP_PRIVATE_KEY"
+    elif env_path or options.private_key_path:
+        where, key = ("environment", "GITHUB_APP_PRIVATE_KEY_PATH") if env_path else (source, "github.private_key_path")
+        pem = _read_private_key(where, key, Path(env_path) if env_path else base_dir / str(options.private_key_path))
+    else:
+        raise ConfigError(source, "github.private_key_path", "the GitHub App needs its private key: set "
+                          "github.private_key_path, GITHUB_APP_PRIVATE_KEY_PATH or GITHUB_APP_PRIVATE_KEY")
+    _check_private_key(where, key, pem)
+    return GitHubApp(app_id, pem, options.installation_id)
+
+
+def _read_private_key(where: str, key: str, path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, key, f"cannot read the private key file {str(path)!r} ({exc.__class__.__name__})"
+                          ) from None
+
+
+def _check_private_key(where: str, key: str, pem: str) -> None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(where, key, "not a PEM private key without a passphrase (download one from the "
+                          "App's settings page)") from None
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -338,10 +425,14 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     return settings_from_mapping(raw, str(config_path), env, config_path.resolve().parent)
 
 
-def require_github_token(settings: Settings) -> str:
+def require_github_token(settings: Settings) -> str | None:
+    """The token to use, or None when a GitHub App is configured (the App wins over a token)."""
+    if settings.github_app is not None:
+        return None
     if not settings.github_token:
         raise ConfigError("environment", "GITHUB_TOKEN", "not set; export a token that can read pull "
-                          "requests and write reviews")
+                          "requests and write reviews, or configure a GitHub App (github.app_id and "
+                          "github.private_key_path, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY)")
     return settings.github_token
 
 

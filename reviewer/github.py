@@ -4,25 +4,35 @@ into `GitHubError`s with one clear line. No decisions are made here.
 Traps it avoids (see shared/reference/github.md): PyGithub's default retry re-sends a POST up to ten
 times on 5xx, so reads retry and writes never do (posting is made idempotent by a marker instead);
 PyGithub has no call for the diff media type, so the diff is fetched through its requester; GitHub
-refuses the diff above 300 files (406), so the per-file listing is the fallback.
+refuses the diff above 300 files (406), so the per-file listing is the fallback; PyGithub lists never
+send If-None-Match, so the open pull requests are listed page by page through the requester with the
+ETag of the previous answer, and a 304 (free of quota) reuses it. Which client (token, or the GitHub
+App installation of the repository) makes each call, and how long it may wait, is ghauth.py's business.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Protocol, TypeVar
+from urllib.parse import urlencode
 
 import requests
-from github import Auth, Github, GithubException, GithubRetry
-from github.PullRequest import PullRequest
+from github import Github, GithubException, UnknownObjectException
+from github.GithubException import RateLimitExceededExceedsMaxWait
 
-from reviewer.config import Settings, require_github_token
+from reviewer.config import Settings
 from reviewer.diffs import FilePatch, diff_from_file_patches
 from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited, Unreachable
+from reviewer.ghauth import PAGE_SIZE, Clients
 
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
-PAGE_SIZE = 100
-MAX_RATE_LIMIT_WAIT_SECONDS = 120  # longer waits are deferred to a later run, never slept inside one job
+OPEN_PULLS_QUERY = {"state": "open", "sort": "created", "direction": "asc", "per_page": PAGE_SIZE}
+DEFAULT_RATE_LIMIT_WAIT = 60.0  # when GitHub says "slow down" without saying for how long
+NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 T = TypeVar("T")
 
@@ -61,106 +71,171 @@ class RateLimit:
     reset_at: int  # Unix time at which the window resets
 
 
-class _OneClient(Github):
-    """A lazy `Github` whose `withLazy(True)` is itself. PyGithub builds a new client, with a new
-    requester, on every `withLazy` call; one shared requester keeps the rate-limit headers of every
-    response (see `GitHub.rate_limit`), the request pacing and the connection in one place."""
-
-    def withLazy(self, lazy: bool) -> Github:  # noqa: N802 (PyGithub's name)
-        return self if lazy else super().withLazy(lazy)
+@dataclass(frozen=True)
+class CachedPage:
+    etag: str
+    body: str  # JSON: {"items": [trimmed pull requests], "next": URL of the next page or null}
 
 
-def _summary(pr: PullRequest, merged: bool = False) -> PullSummary:
-    # Only attributes present in list items are read: anything else makes PyGithub fetch the PR again.
+class PageCache(Protocol):
+    """Where the ETag and the answer of each listed page are kept between requests (per URL)."""
+
+    def get(self, url: str) -> CachedPage | None: ...
+
+    def put(self, url: str, etag: str, body: str) -> None: ...
+
+
+class MemoryPageCache:
+    """The adapter's default cache: good for one process (the service); cron runs pass a DB one."""
+
+    def __init__(self) -> None:
+        self._pages: dict[str, CachedPage] = {}
+
+    def get(self, url: str) -> CachedPage | None:
+        return self._pages.get(url)
+
+    def put(self, url: str, etag: str, body: str) -> None:
+        self._pages[url] = CachedPage(etag, body)
+
+
+def _trimmed(pr: dict[str, Any]) -> dict[str, Any]:
+    """The fields `_summary` reads: what a cached page keeps of each pull request (~1% of its JSON)."""
+    user, head, base = pr.get("user") or {}, pr["head"], pr["base"]
+    return {
+        "number": pr["number"], "title": pr.get("title"), "state": pr["state"], "draft": pr.get("draft"),
+        "merged": pr.get("merged"), "body": pr.get("body"), "html_url": pr.get("html_url"),
+        "user": {"login": user.get("login"), "type": user.get("type")},
+        "head": {"sha": head["sha"], "ref": head["ref"]}, "base": {"sha": base["sha"], "ref": base["ref"]},
+        "labels": [{"name": label["name"]} for label in pr.get("labels") or ()],
+    }
+
+
+def _summary(pr: dict[str, Any]) -> PullSummary:
+    user = pr.get("user") or {}
     return PullSummary(
-        number=pr.number,
-        title=pr.title or "",
-        author=pr.user.login if pr.user else "",
-        author_type=(pr.user.type if pr.user else "") or "User",
-        draft=bool(pr.draft),
-        state=pr.state,
-        merged=merged,
-        head_sha=pr.head.sha,
-        head_ref=pr.head.ref,
-        base_sha=pr.base.sha,
-        base_ref=pr.base.ref,
-        body=pr.body or "",
-        url=pr.html_url or "",
-        labels=tuple(label.name for label in pr.labels),
+        number=int(pr["number"]),
+        title=pr.get("title") or "",
+        author=user.get("login") or "",
+        author_type=user.get("type") or "User",
+        draft=bool(pr.get("draft")),
+        state=pr["state"],
+        merged=bool(pr.get("merged")),  # only the single-PR answer has it; list items are open anyway
+        head_sha=pr["head"]["sha"],
+        head_ref=pr["head"]["ref"],
+        base_sha=pr["base"]["sha"],
+        base_ref=pr["base"]["ref"],
+        body=pr.get("body") or "",
+        url=pr.get("html_url") or "",
+        labels=tuple(label["name"] for label in pr.get("labels") or ()),
     )
 
 
+def _next_page(link_header: str | None) -> str | None:
+    found = NEXT_LINK.search(link_header or "")
+    return found.group(1) if found else None
+
+
+def _json_or_text(text: str | None) -> Any:
+    try:
+        return json.loads(text or "")
+    except ValueError:
+        return {"message": (text or "")[:200]}
+
+
 class GitHub:
-    """The GitHub calls of the pipeline, built from Settings (base URL, token, pacing)."""
+    """The GitHub calls of the pipeline, built from Settings (base URL, credentials, pacing)."""
 
     def __init__(self, settings: Settings) -> None:
-        token = require_github_token(settings)
         self.base_url = settings.github_api_url
-        read_retry = GithubRetry(
-            total=3, connect=1, backoff_factor=0.5, allowed_methods=frozenset({"GET", "HEAD"}),
-            secondary_rate_wait=60, max_rate_limit_wait=MAX_RATE_LIMIT_WAIT_SECONDS,
-        )
-        self._gh = _OneClient(
-            auth=Auth.Token(token),
-            lazy=True,
-            base_url=self.base_url,
-            timeout=int(settings.github.timeout_seconds),
-            per_page=PAGE_SIZE,
-            retry=read_retry,
-            seconds_between_requests=settings.github.request_pause_seconds or None,
-            seconds_between_writes=settings.github.write_pause_seconds or None,
-        )
+        self._clients = Clients(settings)
+        self._pages = MemoryPageCache()
         self._login: str | None = None
 
     def rate_limit(self) -> RateLimit | None:
-        """The rate-limit window as of the last response seen, None before the first; never calls GitHub
-        (PyGithub's `Github.rate_limiting` would fetch /rate_limit when it has seen nothing yet)."""
-        remaining, limit = self._gh.requester.rate_limiting
+        """The rate-limit window as of the last response seen (of the installation used last, in App
+        mode), None before the first; never calls GitHub (PyGithub's `Github.rate_limiting` would fetch
+        /rate_limit when it has seen nothing yet)."""
+        client = self._clients.last_used
+        if client is None:
+            return None
+        remaining, limit = client.requester.rate_limiting
         if limit < 0:
             return None
-        return RateLimit(remaining, limit, self._gh.requester.rate_limiting_resettime)
+        return RateLimit(remaining, limit, client.requester.rate_limiting_resettime)
+
+    def _gh(self, repository: str) -> Github:
+        try:
+            return self._clients.for_repository(repository)
+        except UnknownObjectException:
+            raise NotFound(f"the GitHub App is not installed on {repository} (404)",
+                           "install the App on the repository or its organisation", 404) from None
 
     # --- calls ------------------------------------------------------------------------------------
 
     def own_login(self) -> str:
+        """The service's own login: the token's user, or `<app slug>[bot]` for a GitHub App."""
         if self._login is None:
-            self._login = self._call("identify the token's user", lambda: self._gh.get_user().login)
+            self._login = self._call("identify the service's GitHub user", self._clients.own_login)
         return self._login
 
-    def list_open_pulls(self, repository: str) -> list[PullSummary]:
+    def list_open_pulls(self, repository: str, cache: PageCache | None = None) -> list[PullSummary]:
+        """Open pull requests, oldest first. Each page is asked for with the ETag of its previous answer
+        (kept in `cache`, else in this process); a 304 reuses that answer and costs no quota."""
+        first = f"{self.base_url}/repos/{repository}/pulls?{urlencode(OPEN_PULLS_QUERY)}"
+
         def run() -> list[PullSummary]:
-            repo = self._gh.withLazy(True).get_repo(repository)
-            return [_summary(pr) for pr in repo.get_pulls(state="open", sort="created", direction="asc")]
+            gh = self._gh(repository)
+            items: list[dict[str, Any]] = []
+            url: str | None = first
+            while url is not None:
+                page, url = self._conditional_page(gh, url, cache or self._pages)
+                items += page
+            return [_summary(item) for item in items]
 
         return self._call(f"list open pull requests of {repository}", run)
 
-    def get_pull(self, repository: str, number: int) -> PullSummary:
-        return self._call(
-            f"read {repository}#{number}",
-            lambda: self._full_summary(self._gh.withLazy(True).get_repo(repository).get_pull(number)),
-        )
-
     @staticmethod
-    def _full_summary(pr: PullRequest) -> PullSummary:
-        return _summary(pr, merged=bool(pr.merged))
+    def _conditional_page(gh: Github, url: str, cache: PageCache) -> tuple[list[dict[str, Any]], str | None]:
+        cached = cache.get(url)
+        headers = {"If-None-Match": cached.etag} if cached is not None else None
+        status, response_headers, text = gh.requester.requestJson("GET", url, headers=headers)
+        if status == 304 and cached is not None:
+            page = json.loads(cached.body)
+            return page["items"], page["next"]
+        if status != 200:
+            raise GithubException(status, _json_or_text(text), response_headers)
+        items = [_trimmed(pr) for pr in json.loads(text)]
+        next_url = _next_page(response_headers.get("link"))
+        if response_headers.get("etag"):
+            cache.put(url, response_headers["etag"], json.dumps({"items": items, "next": next_url}))
+        return items, next_url
+
+    def get_pull(self, repository: str, number: int) -> PullSummary:
+        def run() -> PullSummary:
+            _headers, data = self._gh(repository).requester.requestJsonAndCheck(
+                "GET", f"/repos/{repository}/pulls/{number}")
+            return _summary(data)
+
+        return self._call(f"read {repository}#{number}", run)
 
     def fetch_diff(self, repository: str, number: int) -> tuple[str, str]:
         """The PR's unified diff and where it came from: "diff", or "files" when GitHub refused the
         diff as too large and the per-file listing was used instead."""
         path = f"/repos/{repository}/pulls/{number}"
-        status, _headers, text = self._call(
+        status, headers, text = self._call(
             f"fetch the diff of {repository}#{number}",
-            lambda: self._gh.requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
+            lambda: self._gh(repository).requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
         )
         if status == 200:
             return text or "", "diff"
         if status == 406:
             return diff_from_file_patches(self._file_patches(repository, number)), "files"
-        raise self._translate(GithubException(status, text, None), f"fetch the diff of {repository}#{number}")
+        raise self._translate(GithubException(status, _json_or_text(text), headers),
+                              f"fetch the diff of {repository}#{number}")
 
     def _file_patches(self, repository: str, number: int) -> Iterator[FilePatch]:
         def run() -> list[FilePatch]:
-            pr = self._gh.withLazy(True).get_repo(repository).get_pull(number)
+            pr = self._gh(repository).get_repo(repository).get_pull(number)
             return [FilePatch(f.filename, f.status, f.patch, f.previous_filename) for f in pr.get_files()]
 
         return iter(self._call(f"list the files of {repository}#{number}", run))
@@ -170,7 +245,7 @@ class GitHub:
         me = self.own_login()
 
         def run() -> PostedReview | None:
-            pr = self._gh.withLazy(True).get_repo(repository).get_pull(number)
+            pr = self._gh(repository).get_repo(repository).get_pull(number)
             for review in pr.get_reviews():
                 if review.user and review.user.login == me and marker in (review.body or ""):
                     return PostedReview(review.id, me, review.body, review.commit_id, review.html_url)
@@ -183,8 +258,7 @@ class GitHub:
         """One COMMENT review pinned to `head_sha`, with inline comments, sent once (no automatic retry
         of the POST). GitHub creates the whole review or nothing: a 422 means nothing was posted."""
         def run() -> PostedReview:
-            lazy = self._gh.withLazy(True)
-            repo = lazy.get_repo(repository)
+            repo = self._gh(repository).get_repo(repository)
             pr = repo.get_pull(number)
             review = pr.create_review(commit=repo.get_commit(head_sha), body=body, event="COMMENT",
                                       comments=comments or [])  # type: ignore[arg-type]
@@ -198,7 +272,7 @@ class GitHub:
         me = self.own_login()
 
         def run() -> list[str]:
-            pr = self._gh.withLazy(True).get_repo(repository).get_pull(number)
+            pr = self._gh(repository).get_repo(repository).get_pull(number)
             texts = [r.body or "" for r in pr.get_reviews() if r.user and r.user.login == me]
             texts += [c.body or "" for c in pr.get_review_comments() if c.user and c.user.login == me]
             return texts
@@ -209,7 +283,7 @@ class GitHub:
         """A file's text on the repository's default branch, or None if there is no such file."""
         def run() -> str | None:
             try:
-                content = self._gh.withLazy(True).get_repo(repository).get_contents(path)
+                content = self._gh(repository).get_repo(repository).get_contents(path)
             except GithubException as exc:
                 if exc.status == 404:
                     return None
@@ -225,7 +299,7 @@ class GitHub:
         path = f"/repos/{repository}/compare/{base}...{head}"
         status, _headers, text = self._call(
             f"compare {base[:7]}...{head[:7]} in {repository}",
-            lambda: self._gh.requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
+            lambda: self._gh(repository).requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
         )
         return text if status == 200 and text is not None else None
 
@@ -236,7 +310,10 @@ class GitHub:
             return run()
         except GithubException as exc:
             raise self._translate(exc, action) from None
-        except requests.exceptions.RetryError:
+        except requests.exceptions.RetryError as exc:
+            if re.search(r"too many (403|429) error responses", str(exc)):
+                raise _rate_limited(action, "GitHub kept answering that the rate limit is exceeded",
+                                    DEFAULT_RATE_LIMIT_WAIT, None) from None
             raise Unreachable(f"could not {action}: GitHub kept answering with server errors",
                               "try again later") from None
         except requests.exceptions.ConnectionError:
@@ -249,17 +326,42 @@ class GitHub:
         status = exc.status
         message = _message(exc.data)
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        if isinstance(exc, RateLimitExceededExceedsMaxWait) or _is_rate_limit(status, message, headers):
+            wait = exc.wait if isinstance(exc, RateLimitExceededExceedsMaxWait) and exc.wait else None
+            return _rate_limited(action, f"{status} {message}", wait or _wait_from(headers), status)
         if status == 401:
-            return AuthFailed(f"GitHub rejected the token while trying to {action} (401 {message})",
-                              "check GITHUB_TOKEN", status)
-        if status in (403, 429) and ("rate limit" in message.lower() or "retry-after" in headers
-                                     or headers.get("x-ratelimit-remaining") == "0"):
-            wait = float(headers.get("retry-after") or 60)
-            return RateLimited(f"GitHub rate limit while trying to {action}: {message}", wait, status)
+            who = "the token" if self._clients.app is None else "the GitHub App's credentials"
+            return AuthFailed(f"GitHub rejected {who} while trying to {action} (401 {message})",
+                              self._clients.credential_hint, status)
         if status == 404:
             return NotFound(f"could not {action}: not found (404); check the repository name and that the "
                             "token can see it", status=status)
         return GitHubError(f"could not {action}: GitHub answered {status} {message}", status=status)
+
+
+def _is_rate_limit(status: int, message: str, headers: dict[str, str]) -> bool:
+    if status == 429:
+        return True
+    return status == 403 and ("rate limit" in message.lower() or "retry-after" in headers
+                              or headers.get("x-ratelimit-remaining") == "0")
+
+
+def _wait_from(headers: dict[str, str], now: Callable[[], float] = time.time) -> float:
+    """Seconds to wait: Retry-After if given, else until the primary window resets, else a minute."""
+    try:
+        if headers.get("retry-after"):
+            return max(float(headers["retry-after"]), 0.0)
+        if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+            return max(float(headers["x-ratelimit-reset"]) - now() + 1, 1.0)
+    except ValueError:
+        pass  # an HTTP-date Retry-After or a malformed header: fall back to the default
+    return DEFAULT_RATE_LIMIT_WAIT
+
+
+def _rate_limited(action: str, detail: str, wait: float, status: int | None) -> RateLimited:
+    at = datetime.fromtimestamp(time.time() + wait, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return RateLimited(f"GitHub rate limit while trying to {action} ({detail}); deferred, retry after {at} "
+                       f"(in {wait:.0f}s)", wait, status)
 
 
 def _message(data: Any) -> str:

@@ -7,6 +7,7 @@ a change here without a migration fails `reviewer db check` and the migration te
     Result      every result line of every batch (succeeded or not), with usage and cost
     PullSkip    why a pull request is currently not reviewed
     RepoState   per-repository bookkeeping (last scheduled submission)
+    HttpCacheEntry  ETag and trimmed answer of a GitHub list request, per URL (conditional requests)
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class ReviewJob(Base):
     model: Mapped[str | None] = mapped_column(String(100))  # set when submitted
 
     review_text: Mapped[str | None] = mapped_column(Text)
+    reserved_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)  # worst case held while in flight
+    express: Mapped[bool] = mapped_column(Boolean, default=False)  # labelled for the standard API at once
     post_attempts: Mapped[int] = mapped_column(Integer, default=0)  # >1 means an earlier POST may have landed
     github_review_id: Mapped[int | None] = mapped_column(BigInteger)
     posted_url: Mapped[str | None] = mapped_column(String(500))
@@ -143,6 +146,15 @@ class PullSkip(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BudgetLock(Base):
+    """One row per budget scope ("global", "repo:<name>"): submitters lock it while they reserve."""
+
+    __tablename__ = "budget_locks"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class RepoState(Base):
     __tablename__ = "repo_states"
 
@@ -157,3 +169,15 @@ def repo_state(session: Session, repository: str) -> RepoState:
         state = RepoState(repository=repository)
         session.add(state)
     return state
+
+
+class HttpCacheEntry(Base):
+    """The validator and the (trimmed) answer of a GitHub GET, per URL, so that the next run sends
+    If-None-Match and a 304 costs no quota (see httpcache.py)."""
+
+    __tablename__ = "http_cache"
+
+    url: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

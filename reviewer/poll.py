@@ -129,15 +129,15 @@ def _store_chunk(rt: Runtime, session: Session, batch_id: int, lines: list[Resul
             if line.custom_id in stored:
                 continue  # stored by an earlier, interrupted pass
             stored.add(line.custom_id)
-            session.add(_result_row(rt, batch_id, job, line))
+            session.add(result_row(rt, batch_id, job, line))
             report.add(f"results {line.type}")
             if job.state == State.SUBMITTED.value:
                 _apply(rt, session, job, line)
 
 
-def _result_row(rt: Runtime, batch_id: int, job: ReviewJob, line: ResultLine) -> Result:
+def result_row(rt: Runtime, batch_id: int | None, job: ReviewJob, line: ResultLine, batch: bool = True) -> Result:
     row = Result(batch_id=batch_id, job_id=job.id, custom_id=line.custom_id, result_type=line.type,
-                 is_batch=True, model=line.model or job.model, stop_reason=line.stop_reason, text=line.text,
+                 is_batch=batch, model=line.model or job.model, stop_reason=line.stop_reason, text=line.text,
                  content_json=line.content_json, error_type=line.error_type, error_message=line.error_message,
                  created_at=rt.clock())
     usage = line.usage
@@ -149,7 +149,7 @@ def _result_row(rt: Runtime, batch_id: int, job: ReviewJob, line: ResultLine) ->
         row.cache_creation_5m_tokens = usage.cache_creation_5m_tokens
         row.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
         if price is not None:
-            cost = cost_of(usage, price, batch=True)
+            cost = cost_of(usage, price, batch=batch)
             row.cost_micro_usd, row.standard_cost_micro_usd = cost.batch_micro_usd, cost.standard_micro_usd
             row.cache_saved_micro_usd = cost.cache_saved_micro_usd
         else:

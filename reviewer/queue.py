@@ -3,10 +3,10 @@ nothing else writes `ReviewJob.state`.
 
     queued ──claim──> submitting ──batch created──> submitted ──succeeded──> answered ──claim──> posting ──> posted
       │                  │                             │                                          │
-      ├─> skipped        └─ batch never created ─>     ├─ errored / expired / canceled ─> queued  ├─ closed or head moved ─> stale
-      └─> stale             queued                     │  (attempts + 1), or failed at the limit  ├─ transient error ─> answered
-         (superseded                                   └─> failed (invalid request)               └─ permanent error ─> failed
-          or closed)
+      ├─> skipped        ├─ batch never created ─>     ├─ errored / expired / canceled ─> queued  ├─ closed or head moved ─> stale
+      └─> stale          │  queued                     │  (attempts + 1), or failed at the limit  ├─ transient error ─> answered
+         (superseded     └─ express lane (standard     └─> failed (invalid request)               └─ permanent error ─> failed
+          or closed)        API, synchronous) ─> answered or failed
 
 Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id = :id AND state =
 :expected`: exactly one row changes or `ConcurrentTransition` is raised, so two workers can never both
@@ -41,7 +41,7 @@ class State(str, enum.Enum):
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.SUBMITTING, State.SKIPPED, State.STALE, State.FAILED}),
-    State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED}),
+    State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED, State.ANSWERED, State.FAILED}),
     State.SUBMITTED: frozenset({State.ANSWERED, State.QUEUED, State.FAILED}),
     State.ANSWERED: frozenset({State.POSTING, State.STALE}),
     State.POSTING: frozenset({State.POSTED, State.STALE, State.ANSWERED, State.FAILED}),

@@ -22,8 +22,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.collect import collect_pulls
+from reviewer.express import review_express
 from reviewer.config import RepoSettings
 from reviewer.models import RepoState
+from reviewer.observability import serve_metrics, timed_step
 from reviewer.poll import poll_batches
 from reviewer.post import post_answered
 from reviewer.runtime import Runtime, StageReport
@@ -37,12 +39,21 @@ def _step(name: str, run: Callable[[], StageReport], stop: threading.Event) -> C
         if stop.is_set():
             return
         try:
-            report = run()
+            report = timed_step(name, run)  # duration and failure, for /metrics
             log.info("%s", report.summary())
         except Exception:  # the daemon must survive any one step; the traceback is logged
             log.exception("step %s failed", name)
 
     return job
+
+
+def _collect_and_expedite(rt: Runtime) -> StageReport:
+    """Collection, then the express lane for what it found labelled for an immediate review."""
+    collected = collect_pulls(rt)
+    express = review_express(rt)
+    if express.counts or express.errors:
+        log.info("%s", express.summary())
+    return collected
 
 
 def _collect_and_submit(rt: Runtime, name: str) -> StageReport:
@@ -81,7 +92,7 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     )
     intervals = rt.settings.intervals
     now = datetime.now(tz)
-    scheduler.add_job(_step("collect", lambda: collect_pulls(rt), stop),
+    scheduler.add_job(_step("collect", lambda: _collect_and_expedite(rt), stop),
                       IntervalTrigger(seconds=intervals.collect_seconds), id="collect", next_run_time=now)
     scheduler.add_job(_step("poll", lambda: poll_batches(rt), stop),
                       IntervalTrigger(seconds=intervals.poll_seconds), id="poll", next_run_time=now)
@@ -110,7 +121,11 @@ def run_service(rt: Runtime, stop: threading.Event | None = None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     scheduler = build_scheduler(rt, stop)
     scheduler.start()
+    metrics = serve_metrics(rt, lambda: "stopping" if stop.is_set() else
+                            "running" if scheduler.running else "stopped")
     log.info("reviewer is running for %d repositories", len(rt.settings.repositories))
     stop.wait()
     scheduler.shutdown(wait=True)
+    if metrics is not None:
+        metrics.close()
     log.info("stopped cleanly")

@@ -12,31 +12,32 @@ Limits: at most 100,000 requests and 256 MB per batch; a larger queue becomes se
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reviewer.budget import BudgetGate, worst_case
 from reviewer.config import RepoSettings, Settings
-from reviewer.cost import cost_of, format_usd, Usage
 from reviewer.db import transaction
 from reviewer.diffs import changed_files, number_new_side
 from reviewer.errors import AnthropicError, ConfigError, ReviewerError, TemplateError
 from reviewer.parse import REVIEW_TOOL, TOOL_NAME
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
-from reviewer.trim import DEFAULT_IGNORES, FittedDiff, fit_diff
+from reviewer.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
 from reviewer.models import Batch, ReviewJob, repo_state
 from reviewer.queue import State, claimable, lease, transition
 from reviewer.render import render_prompt
 from reviewer.runtime import Runtime, StageReport
 
+log = logging.getLogger("reviewer.submit")
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024 - 1024 * 1024  # leave room for the envelope
 CLAIM_CHUNK = 1000
 RECONCILE_SKEW = timedelta(minutes=2)
-CHARS_PER_TOKEN = 4  # rough estimate used for dry runs until tokens are counted
 PROMPT_OVERHEAD_TOKENS = 8_000  # system prompt, tool schema and PR metadata around the diff
 
 
@@ -77,8 +78,11 @@ def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -
 @dataclass(frozen=True)
 class Prepared:
     request: dict[str, Any]
+    repository: str
     model: str
     omitted: str  # JSON [[path, reason], ...]
+    input_tokens: int  # estimated
+    reserved: int  # worst-case micro-USD held against the budgets while in flight
 
 
 def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
@@ -94,26 +98,28 @@ def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
     if not fitted.kept and fitted.omitted and fitted.tokens == 0:
         return "every changed file is ignored (" + "; ".join(f"{o.path}: {o.reason}" for o in fitted.omitted[:5]) + ")"
     prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
-    request = {
-        "custom_id": custom_id(job.id),
-        "params": {
-            "model": repo.model,
-            "max_tokens": repo.max_tokens,
-            "system": [{"type": "text", "text": prompt.system}],
-            "messages": [{"role": "user", "content": prompt.user}],
-            "tools": [REVIEW_TOOL],
-            "tool_choice": {"type": "tool", "name": TOOL_NAME},
-        },
+    system: dict[str, Any] = {"type": "text", "text": prompt.system}
+    if repo.prompt_caching:  # tools + system prompt are the prefix every request of the repository shares
+        system["cache_control"] = {"type": "ephemeral", "ttl": repo.cache_ttl}
+    params = {
+        "model": repo.model,
+        "max_tokens": repo.max_tokens,
+        "system": [system],
+        "messages": [{"role": "user", "content": prompt.user}],
+        "tools": [REVIEW_TOOL],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
     }
-    return Prepared(request, repo.model, json.dumps([[o.path, o.reason] for o in fitted.omitted]))
+    tokens = estimate_tokens(json.dumps(REVIEW_TOOL)) + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
+    omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
+    return Prepared({"custom_id": custom_id(job.id), "params": params}, job.repository, repo.model, omitted,
+                    tokens, worst_case(tokens, repo, settings, batch=True))
 
 
 @dataclass
 class _Pending:
-    requests: list[dict[str, Any]]
-    job_ids: list[int]
-    values: list[dict[str, Any]]  # written on each job when it is claimed
+    jobs: list[tuple[int, Prepared]] = field(default_factory=list)
     size: int = 0
+    capacity: int = MAX_BATCH_REQUESTS  # what the organisation's batch queue still takes
 
 
 def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry_run: bool = False) -> StageReport:
@@ -124,9 +130,11 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
     names = list(repositories) if repositories is not None else [r.name for r in rt.settings.repositories]
     names = [n for n in names if any(r.name == n for r in rt.settings.repositories)]
     if dry_run:
-        _dry_run(rt, names, report)
+        from reviewer.estimate import estimate_queued
+
+        estimate_queued(rt, names, report)
         return report
-    pending = _Pending([], [], [])
+    pending = _Pending(capacity=_queue_capacity(rt))
     after_id = 0
     while True:
         with rt.sessions() as session:
@@ -137,12 +145,20 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
         after_id = jobs[-1].id
         for job in jobs:
             pending = _add_job(rt, job, pending, report)
-    if pending.requests:
+    if pending.jobs:
         _send(rt, pending, report)
     with transaction(rt.sessions) as session:
         for name in names:
             repo_state(session, name).last_submitted_at = rt.clock()
     return report
+
+
+def _queue_capacity(rt: Runtime) -> int:
+    """Requests the batch queue still takes: the configured limit minus what our batches hold."""
+    with rt.sessions() as session:
+        held = session.scalar(select(func.coalesce(func.sum(Batch.request_count), 0))
+                              .where(Batch.state.in_(["creating", "submitted"]))) or 0
+    return max(rt.settings.anthropic.max_queued_requests - int(held), 0)
 
 
 def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport) -> _Pending:
@@ -154,13 +170,14 @@ def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport
     if isinstance(prepared, str):
         _skip(rt, job, prepared, report)
         return pending
+    if pending.capacity <= len(pending.jobs):
+        report.add("waiting for queue room")
+        return pending
     size = len(json.dumps(prepared.request))
-    if pending.requests and (len(pending.requests) >= MAX_BATCH_REQUESTS or pending.size + size > MAX_BATCH_BYTES):
-        _send(rt, pending, report)
-        pending = _Pending([], [], [])
-    pending.requests.append(prepared.request)
-    pending.job_ids.append(job.id)
-    pending.values.append({"model": prepared.model, "omitted": prepared.omitted})
+    if pending.jobs and (len(pending.jobs) >= MAX_BATCH_REQUESTS or pending.size + size > MAX_BATCH_BYTES):
+        capacity = pending.capacity - _send(rt, pending, report)
+        pending = _Pending(capacity=capacity)
+    pending.jobs.append((job.id, prepared))
     pending.size += size
     return pending
 
@@ -175,24 +192,33 @@ def _skip(rt: Runtime, job: ReviewJob, reason: str, report: StageReport) -> None
     report.note(f"{job.repository}#{job.pr_number} skipped: {reason}")
 
 
-def _send(rt: Runtime, pending: _Pending, report: StageReport) -> None:
+def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
+    """Create one batch from `pending`; returns how many requests it holds."""
     now = rt.clock()
-    until = lease(now, rt.settings.intervals.lease_seconds)
     with transaction(rt.sessions) as session:
+        gate = BudgetGate.open(session, rt.settings, {p.repository for _, p in pending.jobs}, now)
         batch = Batch(state="creating", request_count=0, owner=rt.actor, created_at=now)
         session.add(batch)
         session.flush()
-        claimed = _claim(rt, session, batch.id, pending, until)
+        claimed = _claim(rt, session, batch.id, pending, gate, report)
         batch.request_count = len(claimed)
         batch_row_id = batch.id
-    requests = [r for r, job_id in zip(pending.requests, pending.job_ids) if job_id in claimed]
+        if not claimed:
+            session.delete(batch)  # nothing to send: leave no empty batch behind
+    for line in gate.check_warnings():
+        report.note(line)
+        log.warning("%s", line)
+    requests = [p.request for job_id, p in pending.jobs if job_id in claimed]
     if not requests:
-        _abandon(rt, batch_row_id, "every job was claimed by another instance first")
-        return
+        return 0
     try:
         created = rt.batches.create(requests)
     except AnthropicError as exc:
-        if exc.status is not None and not exc.retryable or exc.status == 429:
+        if exc.status == 429:  # the organisation's batch queue is full: nothing was created; wait
+            _abandon(rt, batch_row_id, exc.message)
+            report.note(f"{len(requests)} jobs wait for the next submission: {exc.message}")
+            return 0
+        if exc.status is not None and not exc.retryable:
             _abandon(rt, batch_row_id, exc.message)  # refused: nothing was created
         report.error(f"batch of {len(requests)} requests not submitted: {exc.message}")
         raise
@@ -200,19 +226,39 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> None:
     report.add("submitted", len(requests))
     report.add("batches")
     report.note(f"batch {created.id}: {len(requests)} requests")
+    return len(requests)
 
 
-def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, until: Any) -> set[int]:
+def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, gate: BudgetGate,
+           report: StageReport) -> set[int]:
     claimed: set[int] = set()
-    for job_id, values in zip(pending.job_ids, pending.values):
+    until = lease(rt.clock(), rt.settings.intervals.lease_seconds)
+    for job_id, prepared in pending.jobs:
+        refused = gate.admit(prepared.repository, prepared.reserved)
+        if refused is not None:
+            _over_budget(rt, session, job_id, refused, report)
+            continue
         try:
             transition(session, job_id, State.QUEUED, State.SUBMITTING, now=rt.clock(), actor=rt.actor,
                        lease_until=until, batch_id=batch_id, reason=f"being submitted in local batch {batch_id}",
-                       **values)
+                       model=prepared.model, omitted=prepared.omitted, reserved_micro_usd=prepared.reserved)
         except ReviewerError:
-            continue  # another submitter took it
+            gate.release(prepared.repository, prepared.reserved)  # another submitter took it
+            continue
         claimed.add(job_id)
     return claimed
+
+
+def _over_budget(rt: Runtime, session: Session, job_id: int, why: str, report: StageReport) -> None:
+    if rt.settings.budget.over_budget == "skip":
+        try:
+            transition(session, job_id, State.QUEUED, State.SKIPPED, now=rt.clock(), actor=rt.actor, reason=why)
+        except ReviewerError:
+            return
+        report.add("skipped (budget)")
+    else:
+        report.add("waiting for budget")
+    report.note(f"job {job_id}: {why}")
 
 
 def _record_submitted(rt: Runtime, batch_row_id: int, anthropic_id: str) -> None:
@@ -267,30 +313,3 @@ def reconcile_orphans(rt: Runtime, report: StageReport) -> None:
             _record_submitted(rt, orphan.id, match.id)
             report.note(f"local batch {orphan.id}: creation was interrupted; adopted {match.id}")
             report.add("adopted batches")
-
-
-def _dry_run(rt: Runtime, names: list[str], report: StageReport) -> None:
-    with rt.sessions() as session:
-        jobs = session.scalars(select(ReviewJob).where(ReviewJob.state == State.QUEUED.value,
-                                                       ReviewJob.repository.in_(names))).all()
-    for name in names:
-        repo = rt.settings.repo(name)
-        price = rt.settings.prices.price(repo.model)
-        mine = [j for j in jobs if j.repository == name]
-        if not mine:
-            continue
-        prepared = [p for p in (prepare_request(j, rt.settings) for j in mine) if not isinstance(p, str)]
-        tokens = sum(_estimate_tokens(p.request) for p in prepared)
-        typical = cost_of(Usage(tokens, repo.max_tokens * len(mine) // 4), price)
-        worst = cost_of(Usage(tokens, repo.max_tokens * len(mine)), price)
-        report.add("would submit", len(mine))
-        report.note(f"{name}: {len(mine)} requests to {repo.model}, ~{tokens:,} input tokens (estimated at "
-                    f"{CHARS_PER_TOKEN} characters a token); batch {format_usd(typical.batch_micro_usd)} if "
-                    f"output is a quarter of max_tokens, at most {format_usd(worst.batch_micro_usd)} "
-                    f"(standard API: {format_usd(typical.standard_micro_usd)} / {format_usd(worst.standard_micro_usd)})")
-
-
-def _estimate_tokens(request: dict[str, Any]) -> int:
-    params = request["params"]
-    chars = sum(len(b["text"]) for b in params["system"]) + sum(len(m["content"]) for m in params["messages"])
-    return -(-chars // CHARS_PER_TOKEN)

@@ -127,6 +127,7 @@ def write_service(tmp_path: Path, database_url: str, github: GitHubEmulator, ant
         "repositories": repositories,
         "intervals": {"poll_seconds": 0.05, "lease_seconds": 30},
         "github": {"write_pause_seconds": 0},
+        "metrics": {"port": 0},
         **extra,
     }
     path = tmp_path / "reviewer.yml"

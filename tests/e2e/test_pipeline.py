@@ -197,6 +197,10 @@ def test_dry_run_sends_nothing_and_estimates(service: Service) -> None:
     service.github.open_pull(REPO, title="Search", diff=diff_for(1))
     ok(service.cli("collect"))
     output = ok(service.cli("submit", "--dry-run"))
-    assert "would submit 1" in output and "claude-opus-4-7" in output and "estimated" in output
+    assert "would submit 1" in output and "claude-opus-4-7" in output and "input tokens (counted)" in output
+    assert "as a batch" in output and "standard" in output
+    service.anthropic.server.fail_next("POST", r"count_tokens$", 404,
+                                       {"type": "error", "error": {"type": "not_found_error", "message": "no"}})
+    assert "estimated (count_tokens unreachable" in ok(service.cli("submit", "--dry-run"))
     assert service.anthropic.batches == {} and jobs(service.database_url)[0].state == "queued"
     assert batches(service.database_url) == []

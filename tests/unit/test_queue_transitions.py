@@ -11,7 +11,8 @@ from reviewer.queue import TERMINAL, TRANSITIONS, State, allowed
 EXPECTED = {
     (State.QUEUED, State.SUBMITTING), (State.QUEUED, State.SKIPPED), (State.QUEUED, State.STALE),
     (State.QUEUED, State.FAILED),
-    (State.SUBMITTING, State.SUBMITTED), (State.SUBMITTING, State.QUEUED),
+    (State.SUBMITTING, State.SUBMITTED), (State.SUBMITTING, State.QUEUED), (State.SUBMITTING, State.ANSWERED),
+    (State.SUBMITTING, State.FAILED),
     (State.SUBMITTED, State.ANSWERED), (State.SUBMITTED, State.QUEUED), (State.SUBMITTED, State.FAILED),
     (State.ANSWERED, State.POSTING), (State.ANSWERED, State.STALE),
     (State.POSTING, State.POSTED), (State.POSTING, State.STALE), (State.POSTING, State.ANSWERED),
