@@ -160,10 +160,19 @@ def post(ctx: click.Context) -> None:
 @cli.command()
 @click.pass_context
 def cycle(ctx: click.Context) -> None:
-    """One pass of everything (collect, submit, wait for the batches, post); for cron or CI."""
+    """One pass of everything (collect, submit, wait for the batches, post); for cron or CI.
+    SIGTERM stops it between steps; the next cycle picks up where it left off."""
+    import signal
+    import threading
+
     from reviewer.pipeline import run_cycle
 
-    reports = run_cycle(_runtime(ctx, migrate=True), click.echo)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    reports = run_cycle(_runtime(ctx, migrate=True), click.echo, stop)
+    if stop.is_set():
+        click.echo("stopped on request; batches in flight are polled and posted by the next run")
     for report in reports:
         for line in report.errors:
             click.echo(f"  problem: {line}", err=True)

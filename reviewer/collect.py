@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from reviewer.config import RepoSettings, ReviewRules
 from reviewer.db import transaction
-from reviewer.errors import AuthFailed, ConfigError, GitHubError, Unreachable
+from reviewer.errors import AuthFailed, ConcurrentTransition, ConfigError, GitHubError, Unreachable
 from reviewer.github import PullSummary
 from reviewer.httpcache import DbPageCache
 from reviewer.models import PullSkip, Result, ReviewJob, repo_state
@@ -116,9 +116,7 @@ def _retire_closed(rt: Runtime, session: Session, repository: str, open_numbers:
         ReviewJob.repository == repository, ReviewJob.state == State.QUEUED.value))
     for job in queued:
         if job.pr_number not in open_numbers:
-            transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor,
-                       reason="pull request was closed before review")
-            report.add("stale (closed)")
+            _retire(rt, session, job, "pull request was closed before review", report, "stale (closed)")
     session.execute(delete(PullSkip).where(PullSkip.repository == repository,
                                            PullSkip.pr_number.not_in(open_numbers or {0})))
 
@@ -201,7 +199,15 @@ def _supersede(rt: Runtime, session: Session, new: ReviewJob, report: StageRepor
         ReviewJob.repository == new.repository, ReviewJob.pr_number == new.pr_number,
         ReviewJob.state == State.QUEUED.value, ReviewJob.id != new.id))
     for job in older:
-        transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor,
-                   reason=f"superseded by a newer head {new.head_sha[:7]} before review")
-        report.add("stale (superseded)")
+        _retire(rt, session, job, f"superseded by a newer head {new.head_sha[:7]} before review", report,
+                "stale (superseded)")
+
+
+def _retire(rt: Runtime, session: Session, job: ReviewJob, reason: str, report: StageReport, count: str) -> None:
+    try:
+        with session.begin_nested():
+            transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor, reason=reason)
+    except ConcurrentTransition:
+        return  # another instance claimed or retired it first
+    report.add(count)
 

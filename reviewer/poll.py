@@ -25,6 +25,7 @@ from reviewer.batches import BatchStatus, ResultLine
 from reviewer.cost import cost_of
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError
+from reviewer.locks import exclusive
 from reviewer.models import Batch, Result, ReviewJob
 from reviewer.queue import State, transition
 from reviewer.runtime import Runtime, StageReport
@@ -43,8 +44,15 @@ def open_batches(rt: Runtime) -> list[Batch]:
 def poll_batches(rt: Runtime) -> StageReport:
     report = StageReport("poll")
     for batch in open_batches(rt):
-        _poll_one(rt, batch, report)
+        with exclusive(rt.engine, f"reviewer:batch:{batch.id}") as mine:
+            if mine and _still_open(rt, batch.id):  # else another instance is handling it, or did
+                _poll_one(rt, batch, report)
     return report
+
+
+def _still_open(rt: Runtime, batch_id: int) -> bool:
+    with rt.sessions() as session:
+        return session.scalar(select(Batch.state).where(Batch.id == batch_id)) == "submitted"
 
 
 def _poll_one(rt: Runtime, batch: Batch, report: StageReport) -> None:

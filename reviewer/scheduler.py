@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reviewer.collect import collect_pulls
 from reviewer.express import review_express
 from reviewer.config import RepoSettings
+from reviewer.locks import single_instance
 from reviewer.models import RepoState
 from reviewer.observability import serve_metrics, timed_step
 from reviewer.poll import poll_batches
@@ -119,6 +120,11 @@ def run_service(rt: Runtime, stop: threading.Event | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    with single_instance(rt.engine):  # SQLite: one instance per database file
+        _serve(rt, stop)
+
+
+def _serve(rt: Runtime, stop: threading.Event) -> None:
     scheduler = build_scheduler(rt, stop)
     scheduler.start()
     metrics = serve_metrics(rt, lambda: "stopping" if stop.is_set() else

@@ -28,6 +28,7 @@ from reviewer.errors import AnthropicError, ConfigError, ReviewerError, Template
 from reviewer.parse import REVIEW_TOOL, TOOL_NAME
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
 from reviewer.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
+from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
 from reviewer.queue import State, claimable, lease, transition
 from reviewer.render import render_prompt
@@ -124,9 +125,6 @@ class _Pending:
 
 def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry_run: bool = False) -> StageReport:
     report = StageReport("submit" + (" (dry run)" if dry_run else ""))
-    if not dry_run:
-        rt.batches  # a missing API key must fail before any job is claimed
-        reconcile_orphans(rt, report)
     names = list(repositories) if repositories is not None else [r.name for r in rt.settings.repositories]
     names = [n for n in names if any(r.name == n for r in rt.settings.repositories)]
     if dry_run:
@@ -134,6 +132,17 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
 
         estimate_queued(rt, names, report)
         return report
+    rt.batches  # a missing API key must fail before any job is claimed
+    with exclusive(rt.engine, "reviewer:submit") as mine:
+        if not mine:
+            report.note("another instance is submitting right now; its batch will carry these jobs")
+            return report
+        reconcile_orphans(rt, report)
+        _submit_locked(rt, names, report)
+    return report
+
+
+def _submit_locked(rt: Runtime, names: list[str], report: StageReport) -> None:
     pending = _Pending(capacity=_queue_capacity(rt))
     after_id = 0
     while True:
@@ -150,7 +159,6 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
     with transaction(rt.sessions) as session:
         for name in names:
             repo_state(session, name).last_submitted_at = rt.clock()
-    return report
 
 
 def _queue_capacity(rt: Runtime) -> int:
