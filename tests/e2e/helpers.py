@@ -68,3 +68,9 @@ def events(database_url: str, job_id: int) -> list[JobEvent]:
 
 def own_reviews(github: Any, repo: str, number: int, login: str = "reviewer-bot") -> list[dict[str, Any]]:
     return [r for r in github.reviews(repo, number) if r["user_login"] == login]
+
+
+def ok(result: Any) -> str:
+    """The output of a CLI run that must have succeeded (else the assertion shows the output)."""
+    assert result.exit_code == 0, result.output
+    return str(result.output)

@@ -3,26 +3,11 @@ real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
 from reviewer.body import marker
-from tests.conftest import Service, write_service
-from tests.e2e.helpers import REPO, batches, big_diff, diff_for, events, jobs, own_reviews, results
-
-
-@pytest.fixture
-def service(tmp_path: Path, database_url: str, github, anthropic_api) -> Service:  # type: ignore[no-untyped-def]
-    github.add_repo(REPO)
-    svc = write_service(tmp_path, database_url, github, anthropic_api, [{"name": REPO}])
-    assert svc.cli("db", "upgrade").exit_code == 0
-    return svc
-
-
-def ok(result) -> str:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 0, result.output
-    return str(result.output)
+from tests.conftest import Service
+from tests.e2e.helpers import REPO, batches, big_diff, diff_for, events, jobs, ok, own_reviews, results
 
 
 def test_each_pull_request_is_reviewed_once(service: Service) -> None:

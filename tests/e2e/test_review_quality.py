@@ -5,26 +5,11 @@ rules recorded, incremental re-review, and no repeated findings."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
 from reviewer.emulators.samples import make_diff
-from tests.conftest import Service, write_service
-from tests.e2e.helpers import BEFORE, REPO, after_for, diff_for, jobs, own_reviews
-
-
-@pytest.fixture
-def service(tmp_path: Path, database_url: str, github, anthropic_api) -> Service:  # type: ignore[no-untyped-def]
-    github.add_repo(REPO)
-    svc = write_service(tmp_path, database_url, github, anthropic_api, [{"name": REPO}])
-    assert svc.cli("db", "upgrade").exit_code == 0
-    return svc
-
-
-def ok(result) -> str:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 0, result.output
-    return str(result.output)
+from tests.conftest import Service
+from tests.e2e.helpers import BEFORE, REPO, after_for, diff_for, jobs, ok, own_reviews
 
 
 def sent_requests(service: Service) -> list[dict]:  # type: ignore[type-arg]

@@ -10,22 +10,9 @@ import pytest
 from reviewer.cost import Usage, cost_of, load_price_table
 from reviewer.emulators.anthropic import AnthropicEmulator
 from tests.conftest import ANTHROPIC_KEY, Service, write_service
-from tests.e2e.helpers import REPO, diff_for, jobs, own_reviews, results
+from tests.e2e.helpers import REPO, diff_for, jobs, ok, own_reviews, results
 
 PRICES = load_price_table()
-
-
-@pytest.fixture
-def service(tmp_path: Path, database_url: str, github, anthropic_api) -> Service:  # type: ignore[no-untyped-def]
-    github.add_repo(REPO)
-    svc = write_service(tmp_path, database_url, github, anthropic_api, [{"name": REPO}])
-    assert svc.cli("db", "upgrade").exit_code == 0
-    return svc
-
-
-def ok(result) -> str:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 0, result.output
-    return str(result.output)
 
 
 def in_flight_reserved(database_url: str) -> int:
