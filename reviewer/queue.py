@@ -20,11 +20,15 @@ import enum
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from reviewer.errors import ConcurrentTransition
 from reviewer.models import JobEvent, ReviewJob
+
+
+REVIEW_JOBS: Table = ReviewJob.__table__  # type: ignore[assignment]
+JOB_EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 
 
 class State(str, enum.Enum):
@@ -60,8 +64,9 @@ def allowed(source: State, target: State) -> bool:
 
 def _event(session: Session, job_id: int, source: State | None, target: State, reason: str | None,
            actor: str | None, now: datetime) -> None:
-    session.add(JobEvent(job_id=job_id, from_state=source.value if source else None, to_state=target.value,
-                         reason=reason, actor=actor, at=now))
+    # Core statements, not ORM objects: a transition is on the hot path of every stage.
+    session.execute(insert(JOB_EVENTS).values(job_id=job_id, from_state=source.value if source else None,
+                                              to_state=target.value, reason=reason, actor=actor, at=now))
 
 
 def record_created(session: Session, job: ReviewJob, actor: str | None, now: datetime) -> None:
@@ -87,10 +92,9 @@ def transition(
     lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
         "lease_owner": None, "lease_expires_at": None}
     statement = (
-        update(ReviewJob)
-        .where(ReviewJob.id == job_id, ReviewJob.state == source.value)
+        update(REVIEW_JOBS)
+        .where(REVIEW_JOBS.c.id == job_id, REVIEW_JOBS.c.state == source.value)
         .values(state=target.value, reason=reason, updated_at=now, **lease, **values)
-        .execution_options(synchronize_session=False)
     )
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentTransition(job_id, source.value)

@@ -18,6 +18,7 @@ Variables available to every template:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -54,7 +55,10 @@ def template_exists(name: str, prompts_dir: Path | None) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=32)
 def _environment(prompts_dir: Path | None) -> jinja2.Environment:
+    """One environment per templates folder, so each template is compiled once per process
+    (Jinja2 re-reads a template only when its file changed)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(_search_path(prompts_dir)),
         undefined=jinja2.StrictUndefined,
