@@ -57,7 +57,7 @@ def timed(label: str, run: Callable[[], Any], times: dict[str, float]) -> Any:
     started = time.perf_counter()
     result = run()
     times[label] = time.perf_counter() - started
-    print(f"  {label:<8} {times[label]:8.1f} s   {getattr(result, 'summary', lambda: '')()}", flush=True)
+    print(f"  {label:<10} {times[label]:8.1f} s   {getattr(result, 'summary', lambda: '')()}", flush=True)
     return result
 
 
@@ -88,14 +88,15 @@ def main() -> None:
         timed("poll", lambda: wait_for_batches(rt)[-1], times)
         posted = timed("post", lambda: post_answered(rt), times)
         collect_again = github.server.count()
-        timed("collect", lambda: collect_pulls(rt), times)  # nothing changed: listings only
+        timed("re-collect", lambda: collect_pulls(rt), times)  # nothing changed: listings only
         again = github.server.count() - collect_again
         rt.close()
         reviewed = posted.counts.get("posted", 0)
         requests = collections.Counter(f"{r.method} {endpoint(r.path)}" for r in github.server.requests)
         total = sum(requests.values()) - again
         peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else 0
-        print(f"\nreviews posted: {reviewed}; wall time {sum(times.values()):.1f} s")
+        pipeline = sum(t for label, t in times.items() if label != "re-collect")
+        print(f"\nreviews posted: {reviewed}; wall time of the four stages {pipeline:.1f} s")
         print(f"GitHub requests for the run: {total} = {total / max(reviewed, 1):.2f} per reviewed PR")
         for name, count in requests.most_common():
             print(f"  {count:6d}  {name}")
