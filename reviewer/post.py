@@ -14,6 +14,7 @@ marker among the service's own reviews and records that review instead of postin
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 
@@ -69,7 +70,7 @@ def _claim(rt: Runtime, job: ReviewJob) -> bool:
     return True
 
 
-def _finish(rt: Runtime, job: ReviewJob, target: State, reason: str, **values: object) -> None:
+def _finish(rt: Runtime, job: ReviewJob, target: State, reason: str, **values: Any) -> None:
     with transaction(rt.sessions) as session:
         transition(session, job.id, State.POSTING, target, now=rt.clock(), actor=rt.actor, reason=reason,
                    **values)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from typing import Any
+
 import yaml
 from pydantic import ValidationError
 
@@ -48,8 +50,8 @@ def apply_rules(repo: RepoSettings, rules: ReviewRules, settings: Settings, sour
             except re.error as exc:
                 raise ConfigError(source, "skip.title_patterns", f"{pattern!r} is not a valid regular expression "
                                   f"({exc})") from None
-        overrides = {k: tuple(v) if isinstance(v, list) else v
-                     for k, v in rules.skip.model_dump(exclude_none=True).items()}
+        overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in rules.skip.model_dump(exclude_none=True).items()}
         skip = dataclasses.replace(skip, **overrides)
     instructions = repo.instructions
     if rules.instructions:
