@@ -51,7 +51,6 @@ def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
 def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
     try:
         pulls = rt.github.list_open_pulls(repo.name, cache=DbPageCache(rt.sessions))  # 304s cost no quota
-        view = _repo_view(rt, repo, report) if pulls else _RepoView(repo, None, rt.settings.source)
     except (AuthFailed, Unreachable):
         raise  # wrong for every repository alike: stop, do not report it once per repository
     except GitHubError as exc:
@@ -62,12 +61,29 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
         known = _known_heads(session, repo.name, [p.number for p in pulls])
         _retire_closed(rt, session, repo.name, {p.number for p in pulls}, report)
         repo_state(session, repo.name).last_collected_at = rt.clock()
+    new = []
     for pr in pulls:
-        if (pr.number, pr.head_sha) in known:
-            report.add("unchanged")
-            if view.settings.express_label and view.settings.express_label in pr.labels:
-                _expedite(rt, repo.name, pr)
+        if (pr.number, pr.head_sha) not in known:
+            new.append(pr)
             continue
+        report.add("unchanged")
+        if repo.express_label and repo.express_label in pr.labels:
+            _expedite(rt, repo.name, pr)
+    if new:
+        _collect_new(rt, repo, new, report)
+
+
+def _collect_new(rt: Runtime, repo: RepoSettings, pulls: list[PullSummary], report: StageReport) -> None:
+    """New heads: read the repository's rules (only now, so an unchanged repository costs no request),
+    then skip or queue each pull request."""
+    try:
+        view = _repo_view(rt, repo, report)
+    except (AuthFailed, Unreachable):
+        raise
+    except GitHubError as exc:
+        report.error(f"{repo.name}: {exc.message}")
+        return
+    for pr in pulls:
         reason = skip_reason(pr, view.settings.skip)
         if reason is not None:
             _record_skip(rt, repo.name, pr, reason, report)

@@ -135,6 +135,18 @@ def _next_page(link_header: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+def _cached_page(cached: CachedPage | None) -> tuple[str, list[dict[str, Any]], str | None] | None:
+    """(etag, items, next page) of a cached page; None when there is none or it cannot be read (a row
+    written by another version): the page is then asked for without If-None-Match."""
+    if cached is None:
+        return None
+    try:
+        page = json.loads(cached.body)
+        return cached.etag, list(page["items"]), page["next"]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def _json_or_text(text: str | None) -> Any:
     try:
         return json.loads(text or "")
@@ -196,12 +208,11 @@ class GitHub:
 
     @staticmethod
     def _conditional_page(gh: Github, url: str, cache: PageCache) -> tuple[list[dict[str, Any]], str | None]:
-        cached = cache.get(url)
-        headers = {"If-None-Match": cached.etag} if cached is not None else None
+        cached = _cached_page(cache.get(url))
+        headers = {"If-None-Match": cached[0]} if cached is not None else None
         status, response_headers, text = gh.requester.requestJson("GET", url, headers=headers)
         if status == 304 and cached is not None:
-            page = json.loads(cached.body)
-            return page["items"], page["next"]
+            return cached[1], cached[2]
         if status != 200:
             raise GithubException(status, _json_or_text(text), response_headers)
         items = [_trimmed(pr) for pr in json.loads(text)]

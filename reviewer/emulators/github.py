@@ -31,6 +31,17 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from unidiff.patch import Hunk, Line, PatchedFile, PatchSet
 
 from reviewer.emulators._server import EmulatorServer, Request, Response
+from reviewer.emulators.github_apps import (
+    APP_DOCS_URL,
+    NOT_INTEGRATION,
+    App,
+    AppRegistry,
+    Installation,
+    app_json,
+    installation_json,
+    looks_like_jwt,
+    token_json,
+)
 from reviewer.emulators.samples import make_diff
 
 HTML_BASE = "https://github.com"
@@ -840,10 +851,19 @@ class GitHubEmulator:
     """GitHub's REST API for the endpoints `reviewer` calls, plus methods that let tests act as other users."""
 
     def __init__(
-        self, *, token: str = "ghp_demo", login: str = "reviewer-bot", public_url: str | None = None, port: int = 0
+        self,
+        *,
+        token: str = "ghp_demo",
+        login: str = "reviewer-bot",
+        public_url: str | None = None,
+        port: int = 0,
+        installation_token_seconds: float = 3600.0,
     ) -> None:
         self._lock = threading.RLock()
-        self._counters = {"user": 1, "repo": 100_000, "pull": 2_000_000, "review": 80_000_000, "seq": 0}
+        self._counters = {
+            "user": 1, "repo": 100_000, "pull": 2_000_000, "review": 80_000_000, "seq": 0, "installation": 50_000_000
+        }
+        self.apps = AppRegistry(installation_token_seconds)  # `apps.token_seconds` may be changed by tests
         self._users: dict[str, _User] = {}
         self._tokens: dict[str, tuple[str, _Quota]] = {}
         self._anonymous = _Quota(ANONYMOUS_RATE_LIMIT, int(time.time()) + RATE_WINDOW_SECONDS)
@@ -878,6 +898,31 @@ class GitHubEmulator:
         with self._lock:
             self._ensure_user(login, user_type).type = user_type
             self._tokens[token] = (login, _Quota(RATE_LIMIT, int(time.time()) + RATE_WINDOW_SECONDS))
+
+    def add_app(self, app_id: int, slug: str, public_key_pem: str, owner: str = "acme") -> None:
+        """Register a GitHub App: JWTs signed by the matching private key with `iss` = app_id act as it."""
+        with self._lock:
+            self._ensure_user(owner, "Organization")
+            self._ensure_user(f"{slug}[bot]", "Bot").type = "Bot"
+            quota = _Quota(RATE_LIMIT, int(time.time()) + RATE_WINDOW_SECONDS)
+            self.apps.apps[app_id] = App(app_id, slug, public_key_pem, owner, _now(), quota)
+
+    def install_app(self, app_id: int, repos: Sequence[str]) -> int:
+        """Install the App on these repositories (of one account); returns the installation id."""
+        with self._lock:
+            if app_id not in self.apps.apps:
+                raise KeyError(f"unknown app {app_id}; call add_app first")
+            names = {self._repo(name).full_name.lower() for name in repos}
+            account = repos[0].partition("/")[0] if repos else self.apps.apps[app_id].owner_login
+            installation = Installation(self._next("installation"), app_id, account, names, _now(),
+                                        _Quota(RATE_LIMIT, int(time.time()) + RATE_WINDOW_SECONDS))
+            self.apps.installations[installation.id] = installation
+            return installation.id
+
+    def expire_installation_tokens(self) -> None:
+        """Every installation token issued so far answers 401 "Bad credentials" from now on."""
+        with self._lock:
+            self.apps.expire_all()
 
     def add_repo(self, full_name: str, default_branch: str = "main") -> None:
         owner, _, name = full_name.partition("/")
@@ -1033,16 +1078,75 @@ class GitHubEmulator:
         path = self._local_path(request.path)
         with self._lock:
             token = _token(request.headers.get("authorization"))
+            if token and looks_like_jwt(token):
+                return self._handle_app(request, path, token)
             login, quota = self._tokens.get(token or "", (None, self._anonymous))
             quota.roll(time.time())
+            refusal = self._installation_refusal(token, path) if login is not None else None
             if login is None:
                 response = _error(401, "Requires authentication" if token is None else "Bad credentials")
+            elif refusal is not None:
+                response = refusal
             else:
                 response = _conditional(request, self._dispatch(request, path, self._users[login], quota))
             if response.status != 304 and path != "/rate_limit":  # as on GitHub: neither counts
                 quota.used += 1
             response.headers.update(_rate_headers(quota))
             return response
+
+    # GitHub Apps ----------------------------------------------------------------------------------------
+
+    def _installation_refusal(self, token: str | None, path: str) -> Response | None:
+        """What GitHub says to an installation token that is expired or outside its installation."""
+        grant = self.apps.grants.get(token or "")
+        if grant is None:
+            return None
+        if grant.expired(time.time()):
+            return _error(401, "Bad credentials")
+        if path == "/user":
+            return _error(403, NOT_INTEGRATION, "https://docs.github.com/rest/users/users#get-the-authenticated-user")
+        match = re.match(_REPO, path)
+        repos = self.apps.installations[grant.installation_id].repositories
+        if match and f"{unquote(match['owner'])}/{unquote(match['name'])}".lower() not in repos:
+            return _error(404, "Not Found")
+        return None
+
+    def _handle_app(self, request: Request, path: str, token: str) -> Response:
+        """A request authenticated with a JWT: the App acting as itself."""
+        now = time.time()
+        app = self.apps.app_from_jwt(token, now)
+        if isinstance(app, str):
+            return _error(401, app)
+        app.quota.roll(now)
+        response = self._app_route(request, path, app, now)
+        app.quota.used += 1
+        response.headers.update(_rate_headers(app.quota))
+        return response
+
+    def _app_route(self, request: Request, path: str, app: App, now: float) -> Response:
+        owner = _user_json(self.url, self._users[app.owner_login])
+        if request.method == "GET" and path == "/app":
+            count = sum(1 for i in self.apps.installations.values() if i.app_id == app.id)
+            return Response.json(200, app_json(self.url, app, owner, count))
+        repo_match = re.match(_REPO + r"/installation$", path)
+        if request.method == "GET" and repo_match:
+            repo = self._repos.get(f"{unquote(repo_match['owner'])}/{unquote(repo_match['name'])}".lower())
+            installation = self.apps.installation_of(app, repo.full_name) if repo else None
+            if installation is None:
+                return _error(404, "Not Found", f"{APP_DOCS_URL}#get-a-repository-installation-for-the-authenticated-app")
+            account = _user_json(self.url, self._ensure_user(installation.account_login, "Organization"))
+            return Response.json(200, installation_json(self.url, app, installation, account))
+        token_match = re.match(r"^/app/installations/(\d+)/access_tokens$", path)
+        if request.method == "POST" and token_match:
+            installation = self.apps.installations.get(int(token_match[1]))
+            if installation is None or installation.app_id != app.id:
+                return _error(404, "Not Found", f"{APP_DOCS_URL}#create-an-installation-access-token-for-an-app")
+            grant = self.apps.issue(installation, now)
+            self._tokens[grant.token] = (app.bot_login, installation.quota)
+            return Response.json(201, token_json(grant))
+        if path.startswith("/app"):
+            return _error(404, "Not Found")
+        return _error(403, NOT_INTEGRATION)  # a JWT acts only as the App, not on repositories
 
     def _local_path(self, path: str) -> str:
         # behind a proxy or with a path prefix in public_url, the requests carry that prefix

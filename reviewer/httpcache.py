@@ -1,0 +1,42 @@
+"""Conditional requests across processes: the `PageCache` of the GitHub adapter kept in the `http_cache`
+table, so that a `reviewer cycle` started by cron sends `If-None-Match` with the ETag the previous run
+saw, and an unchanged listing comes back 304, which costs no rate-limit quota.
+
+The cache is best effort: a row lost to a race between two instances only costs one full answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from reviewer.db import transaction, utcnow
+from reviewer.github import CachedPage
+from reviewer.models import HttpCacheEntry
+
+
+class DbPageCache:
+    """`reviewer.github.PageCache` over the `http_cache` table (one row per URL)."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = utcnow) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def get(self, url: str) -> CachedPage | None:
+        with self._sessions() as session:
+            row = session.get(HttpCacheEntry, url)
+            return CachedPage(row.etag, row.body) if row is not None else None
+
+    def put(self, url: str, etag: str, body: str) -> None:
+        try:
+            with transaction(self._sessions) as session:
+                row = session.get(HttpCacheEntry, url)
+                if row is None:
+                    session.add(HttpCacheEntry(url=url, etag=etag, body=body, updated_at=self._clock()))
+                else:
+                    row.etag, row.body, row.updated_at = etag, body, self._clock()
+        except IntegrityError:
+            pass  # another instance stored the same URL a moment earlier; its answer is as good
