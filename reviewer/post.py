@@ -26,7 +26,7 @@ from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateL
 from reviewer.github import PostedReview
 from reviewer.models import Result, ReviewJob
 from reviewer.parse import ReviewDraft, parse_review
-from reviewer.queue import State, claimable, lease, transition
+from reviewer.queue import State, claimable, iter_claimable, lease, transition
 from reviewer.runtime import Runtime, StageReport
 from reviewer.submit import effective_settings
 
@@ -36,17 +36,11 @@ CLAIM_CHUNK = 100
 def post_answered(rt: Runtime, repositories: list[str] | None = None) -> StageReport:
     report = StageReport("post")
     _release_expired(rt, report)
-    after_id = 0
-    while True:
-        with rt.sessions() as session:
-            jobs = claimable(session, State.ANSWERED, now=rt.clock(), limit=CLAIM_CHUNK,
-                             repositories=repositories, after_id=after_id)
-        if not jobs:
-            return report
-        after_id = jobs[-1].id
-        for job in jobs:
-            if not _post_one(rt, job, report):
-                return report  # rate limited: the rest waits for the next run
+    for job in iter_claimable(rt.sessions, State.ANSWERED, clock=rt.clock, repositories=repositories,
+                              chunk=CLAIM_CHUNK):
+        if not _post_one(rt, job, report):
+            break  # rate limited: the rest waits for the next run
+    return report
 
 
 def _release_expired(rt: Runtime, report: StageReport) -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Table, and_, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from reviewer.errors import ConcurrentTransition
 from reviewer.models import JobEvent, ReviewJob
@@ -121,6 +121,20 @@ def claimable(session: Session, state: State, *, now: datetime, limit: int | Non
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return session.scalars(query).all()
+
+
+def iter_claimable(sessions: sessionmaker[Session], state: State, *, clock: Callable[[], datetime],
+                   repositories: Iterable[str] | None = None, chunk: int = 1000) -> Iterator[ReviewJob]:
+    """Every job claimable in `state`, read a chunk at a time (each chunk in its own short session)."""
+    names = None if repositories is None else list(repositories)
+    after_id = 0
+    while True:
+        with sessions() as session:
+            jobs = claimable(session, state, now=clock(), limit=chunk, repositories=names, after_id=after_id)
+        if not jobs:
+            return
+        after_id = jobs[-1].id
+        yield from jobs
 
 
 def lease(now: datetime, seconds: float) -> datetime:

@@ -30,7 +30,7 @@ from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
 from reviewer.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
 from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
-from reviewer.queue import State, claimable, lease, transition
+from reviewer.queue import State, iter_claimable, lease, transition
 from reviewer.render import render_prompt
 from reviewer.runtime import Runtime, StageReport
 
@@ -144,16 +144,8 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry
 
 def _submit_locked(rt: Runtime, names: list[str], report: StageReport) -> None:
     pending = _Pending(capacity=_queue_capacity(rt))
-    after_id = 0
-    while True:
-        with rt.sessions() as session:
-            jobs = claimable(session, State.QUEUED, now=rt.clock(), limit=CLAIM_CHUNK,
-                             repositories=names, after_id=after_id)
-        if not jobs:
-            break
-        after_id = jobs[-1].id
-        for job in jobs:
-            pending = _add_job(rt, job, pending, report)
+    for job in iter_claimable(rt.sessions, State.QUEUED, clock=rt.clock, repositories=names, chunk=CLAIM_CHUNK):
+        pending = _add_job(rt, job, pending, report)
     if pending.jobs:
         _send(rt, pending, report)
     with transaction(rt.sessions) as session:

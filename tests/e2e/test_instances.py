@@ -56,7 +56,7 @@ def test_three_instances_post_every_review_exactly_once(tmp_path: Path, postgres
         missed_last_night(url)
         processes = [service.spawn("--log-level", "info", "run") for _ in range(3)]
         try:
-            done = wait_for(lambda: all(j.state == "posted" for j in jobs(url)) and len(jobs(url)) == 300, 240)
+            done = wait_for(lambda: all(j.state == "posted" for j in jobs(url)) and len(jobs(url)) == 300, 480)
         finally:
             logs = stop(processes)
         assert done, logs[0][-3000:]
