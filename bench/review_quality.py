@@ -17,7 +17,7 @@ from reviewer.emulators.github import GitHubEmulator
 from reviewer.emulators.samples import seed_demo
 from reviewer.pipeline import run_cycle
 from reviewer.runtime import Runtime
-from reviewer.trim import DEFAULT_IGNORES, estimate_tokens, fit_diff
+from reviewer.review.trim import DEFAULT_IGNORES, estimate_tokens, fit_diff
 
 OUTSIDE_ENTRY = re.compile(r"^- line \d+", re.MULTILINE)
 

@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 from reviewer.config import RepoSettings, ReviewRules
 from reviewer.db import transaction
 from reviewer.errors import AuthFailed, ConcurrentTransition, ConfigError, GitHubError, Unreachable
-from reviewer.github import PullSummary
-from reviewer.httpcache import DbPageCache
+from reviewer.github import DbPageCache, PullSummary
 from reviewer.models import PullSkip, Result, ReviewJob, repo_state
-from reviewer.parse import parse_review
+from reviewer.review.parse import parse_review
 from reviewer.queue import State, record_created, transition
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, parse_repo_rules, rules_to_json, skip_reason
 from reviewer.runtime import Runtime, StageReport

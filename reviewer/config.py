@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reviewer.cost import PriceTable, load_price_table
 from reviewer.errors import ConfigError
-from reviewer.render import template_exists
-from reviewer.trim import parse_ignore
+from reviewer.review.render import template_exists
+from reviewer.review.trim import parse_ignore
 
 DEFAULT_CONFIG_PATH = "reviewer.yml"
 DEFAULT_DATABASE_URL = "sqlite:///reviewer.db"

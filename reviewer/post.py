@@ -18,14 +18,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from reviewer.body import Footer, marker
-from reviewer.compose import ReviewContext, compose_review, demote_inline, known_fingerprints
+from reviewer.review.body import Footer, marker
+from reviewer.review.compose import ReviewContext, compose_review, demote_inline, known_fingerprints
 from reviewer.db import transaction
-from reviewer.diffs import DiffIndex, index_diff
+from reviewer.review.diffs import DiffIndex, index_diff
 from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited, Unreachable
 from reviewer.github import PostedReview
 from reviewer.models import Result, ReviewJob
-from reviewer.parse import ReviewDraft, parse_review
+from reviewer.review.parse import ReviewDraft, parse_review
 from reviewer.queue import State, claimable, iter_claimable, lease, transition
 from reviewer.runtime import Runtime, StageReport
 from reviewer.submit import effective_settings

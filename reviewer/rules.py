@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from reviewer.config import RepoSettings, ReviewRules, Settings, Skip, _check_ignore, _pydantic_error_line
 from reviewer.errors import ConfigError
 from reviewer.github import PullSummary
-from reviewer.render import template_exists
+from reviewer.review.render import template_exists
 
 REPO_CONFIG_PATH = ".github/reviewer.yml"
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reviewer.batches import Batches
 from reviewer.config import Settings
-from reviewer.db import check_schema_current, make_engine, session_factory, upgrade, utcnow
+from reviewer.db import make_engine, session_factory, utcnow
 from reviewer.github import GitHub
+from reviewer.migrate import check_schema_current, upgrade
 
 log = logging.getLogger("reviewer")
 

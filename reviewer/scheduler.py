@@ -26,7 +26,7 @@ from reviewer.express import review_express
 from reviewer.config import RepoSettings
 from reviewer.locks import single_instance
 from reviewer.models import RepoState
-from reviewer.observability import serve_metrics, timed_step
+from reviewer.metrics import serve_metrics, timed_step
 from reviewer.poll import poll_batches
 from reviewer.post import post_answered
 from reviewer.runtime import Runtime, StageReport

@@ -23,15 +23,15 @@ from sqlalchemy.orm import Session
 from reviewer.budget import BudgetGate, worst_case
 from reviewer.config import RepoSettings, Settings
 from reviewer.db import transaction
-from reviewer.diffs import changed_files, number_new_side
+from reviewer.review.diffs import changed_files, number_new_side
 from reviewer.errors import AnthropicError, ConfigError, ReviewerError, TemplateError
-from reviewer.parse import REVIEW_TOOL, TOOL_NAME
+from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
-from reviewer.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
+from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
 from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
 from reviewer.queue import State, iter_claimable, lease, transition
-from reviewer.render import render_prompt
+from reviewer.review.render import render_prompt
 from reviewer.runtime import Runtime, StageReport
 
 log = logging.getLogger("reviewer.submit")

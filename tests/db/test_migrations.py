@@ -9,7 +9,8 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from reviewer.db import alembic_config, check_schema_current, current_revision, downgrade, head_revision, make_engine, upgrade
+from reviewer.db import make_engine
+from reviewer.migrate import alembic_config, check_schema_current, current_revision, downgrade, head_revision, upgrade
 from reviewer.errors import SchemaOutOfDate
 
 
@@ -45,7 +46,7 @@ def test_downgrade_and_upgrade_round_trip_keeps_working(database_url: str) -> No
 
 
 def test_sqlite_file_is_backed_up_before_an_upgrade(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from reviewer.db import _backup_sqlite
+    from reviewer.migrate import _backup_sqlite
 
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     upgrade(engine)

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from reviewer.db import make_engine, session_factory, transaction, upgrade
+from reviewer.db import make_engine, session_factory, transaction
+from reviewer.migrate import upgrade
 from reviewer.errors import ConcurrentTransition
 from reviewer.models import JobEvent, ReviewJob
 from reviewer.queue import State, claimable, record_created, transition

@@ -21,7 +21,7 @@ import pytest
 from reviewer.config import load_settings
 from reviewer.db import make_engine, session_factory, transaction, utcnow
 from reviewer.models import repo_state
-from reviewer.observability import check_health, render_metrics, serve_metrics
+from reviewer.metrics import check_health, render_metrics, serve_metrics
 from reviewer.runtime import Runtime
 from tests.conftest import ANTHROPIC_KEY, GITHUB_TOKEN, Service, write_service
 from tests.e2e.helpers import REPO, diff_for, jobs, own_reviews
@@ -173,7 +173,7 @@ def test_a_busy_port_is_logged_and_the_service_goes_on(tmp_path: Path, github, a
         service = _service(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", github, anthropic_api, metrics={"port": port})
         rt = Runtime(load_settings(str(service.config_path), service.env))
         try:
-            with caplog.at_level(logging.ERROR, logger="reviewer.observability"):
+            with caplog.at_level(logging.ERROR, logger="reviewer.metrics"):
                 assert serve_metrics(rt, lambda: "running") is None
         finally:
             rt.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 
-from reviewer.body import marker
+from reviewer.review.body import marker
 from tests.conftest import Service
 from tests.e2e.helpers import REPO, batches, big_diff, diff_for, events, jobs, ok, own_reviews, results
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reviewer.body import GITHUB_BODY_LIMIT, Footer, compose_review_body, marker, sanitize_model_text
+from reviewer.review.body import GITHUB_BODY_LIMIT, Footer, compose_review_body, marker, sanitize_model_text
 
 FOOTER = Footer("claude-opus-4-7", 112_500, 225_000, "a" * 40)
 

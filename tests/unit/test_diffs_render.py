@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from reviewer.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
+from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.errors import TemplateError
-from reviewer.render import builtin_prompts_dir, render_prompt, template_exists
+from reviewer.review.render import builtin_prompts_dir, render_prompt, template_exists
 
 DIFF = """diff --git a/app.py b/app.py
 index 1111111..2222222 100644
@@ -84,7 +84,7 @@ def test_missing_template_and_builtin_dir() -> None:
 
 
 def test_index_and_anchor_ranges() -> None:
-    from reviewer.diffs import anchor_range, index_diff
+    from reviewer.review.diffs import anchor_range, index_diff
 
     index = index_diff(DIFF)
     assert index.line("app.py", 2) is not None and index.line("app.py", 2).added  # type: ignore[union-attr]

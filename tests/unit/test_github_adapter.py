@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reviewer.github import CachedPage, _cached_page, _next_page, _summary, _trimmed, _wait_from
+from reviewer.github.adapter import _cached_page, _next_page, _summary, _trimmed, _wait_from
+from reviewer.github.cache import CachedPage
 
 NOW = 1_000_000.0
 

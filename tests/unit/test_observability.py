@@ -11,19 +11,16 @@ from typing import Iterator
 import pytest
 
 from reviewer.config import settings_from_mapping
-from reviewer.observability import (
+from reviewer.logs import (
     REDACTED,
     JsonFormatter,
     RedactingFilter,
-    StepMetrics,
-    _labels,
-    _number,
     configure_logging,
     redact,
     remember_environment_secrets,
     remember_settings_secrets,
-    timed_step,
 )
+from reviewer.metrics import StepMetrics, _labels, _number, timed_step
 from reviewer.pipeline import format_duration, progress_line
 from reviewer.runtime import StageReport
 

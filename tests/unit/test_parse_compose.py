@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from reviewer.body import GITHUB_BODY_LIMIT, Footer
-from reviewer.compose import (
+from reviewer.review.body import GITHUB_BODY_LIMIT, Footer
+from reviewer.review.compose import (
     FINGERPRINT, ReviewContext, compose_review, demote_inline, fingerprint, known_fingerprints, neutralise,
 )
-from reviewer.diffs import index_diff
-from reviewer.parse import Finding, ReviewDraft, parse_review
+from reviewer.review.diffs import index_diff
+from reviewer.review.parse import Finding, ReviewDraft, parse_review
 from tests.unit.test_diffs_render import DIFF
 
 CTX = ReviewContext(Footer("claude-opus-4-7", 1000, 2000, "a" * 40), "<!-- reviewer:job=1 head=x -->",

@@ -8,9 +8,9 @@ import re
 import pytest
 from unidiff.patch import PatchSet
 
-from reviewer.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
+from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.emulators.samples import REFUNDS_AFTER, REFUNDS_BEFORE, make_diff
-from reviewer.trim import (
+from reviewer.review.trim import (
     CONFIG,
     DEFAULT_IGNORES,
     DOCS,

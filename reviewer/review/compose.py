@@ -17,9 +17,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field, replace
 
-from reviewer.body import GITHUB_BODY_LIMIT, Footer, footer_line, sanitize_model_text
-from reviewer.diffs import DiffIndex, anchor_range
-from reviewer.parse import SEVERITIES, Finding, ReviewDraft
+from reviewer.review.body import GITHUB_BODY_LIMIT, Footer, footer_line, sanitize_model_text
+from reviewer.review.diffs import DiffIndex, anchor_range
+from reviewer.review.parse import SEVERITIES, Finding, ReviewDraft
 
 FINGERPRINT = re.compile(r"<!--\s*reviewer:fp=([0-9a-f]{8,64})\s*-->")
 _MENTION = re.compile(r"(?<![\w`])([@#])(?=[A-Za-z0-9])")

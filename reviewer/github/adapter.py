@@ -7,7 +7,7 @@ PyGithub has no call for the diff media type, so the diff is fetched through its
 refuses the diff above 300 files (406), so the per-file listing is the fallback; PyGithub lists never
 send If-None-Match, so the open pull requests are listed page by page through the requester with the
 ETag of the previous answer, and a 304 (free of quota) reuses it. Which client (token, or the GitHub
-App installation of the repository) makes each call, and how long it may wait, is ghauth.py's business.
+App installation of the repository) makes each call, and how long it may wait, is auth.py's business.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from github import Github, GithubException, UnknownObjectException
 from github.GithubException import RateLimitExceededExceedsMaxWait
 
 from reviewer.config import Settings
-from reviewer.diffs import FilePatch, diff_from_file_patches
+from reviewer.review.diffs import FilePatch, diff_from_file_patches
 from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited, Unreachable
-from reviewer.ghauth import PAGE_SIZE, Clients
+from reviewer.github.auth import PAGE_SIZE, Clients
+from reviewer.github.cache import CachedPage, MemoryPageCache, PageCache
 
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 OPEN_PULLS_QUERY = {"state": "open", "sort": "created", "direction": "asc", "per_page": PAGE_SIZE}
@@ -69,33 +70,6 @@ class RateLimit:
     remaining: int
     limit: int
     reset_at: int  # Unix time at which the window resets
-
-
-@dataclass(frozen=True)
-class CachedPage:
-    etag: str
-    body: str  # JSON: {"items": [trimmed pull requests], "next": URL of the next page or null}
-
-
-class PageCache(Protocol):
-    """Where the ETag and the answer of each listed page are kept between requests (per URL)."""
-
-    def get(self, url: str) -> CachedPage | None: ...
-
-    def put(self, url: str, etag: str, body: str) -> None: ...
-
-
-class MemoryPageCache:
-    """The adapter's default cache: good for one process (the service); cron runs pass a DB one."""
-
-    def __init__(self) -> None:
-        self._pages: dict[str, CachedPage] = {}
-
-    def get(self, url: str) -> CachedPage | None:
-        return self._pages.get(url)
-
-    def put(self, url: str, etag: str, body: str) -> None:
-        self._pages[url] = CachedPage(etag, body)
 
 
 def _trimmed(pr: dict[str, Any]) -> dict[str, Any]:

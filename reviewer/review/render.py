@@ -40,7 +40,7 @@ def builtin_prompts_dir() -> Path:
     packaged = Path(str(resources.files("reviewer"))) / "prompts"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "prompts"
+    return Path(__file__).resolve().parents[2] / "prompts"
 
 
 def _search_path(prompts_dir: Path | None) -> list[str]:
