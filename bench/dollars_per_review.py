@@ -37,7 +37,7 @@ class Workload:
 
 
 def request_cost(usage: Usage, price: Price, batch: bool) -> int:
-    return cost_of(usage, price, batch=batch).batch_micro_usd  # what is charged (standard price if not batch)
+    return cost_of(usage, price, batch=batch).charged_micro_usd  # what is charged (standard price if not batch)
 
 
 def group_cost(w: Workload, group: int, price: Price, *, batch: bool, cache: bool) -> int:

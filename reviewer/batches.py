@@ -20,6 +20,7 @@ import anthropic
 from reviewer.config import Settings, require_anthropic_key
 from reviewer.cost import Usage
 from reviewer.errors import AnthropicError
+from reviewer.models import ResultType
 
 T = TypeVar("T")
 LIST_PAGE_SIZE = 100
@@ -38,7 +39,7 @@ class BatchStatus:
 @dataclass(frozen=True)
 class ResultLine:
     custom_id: str
-    type: str  # succeeded | errored | expired | canceled
+    type: str  # a ResultType: succeeded | errored | expired | canceled
     model: str | None = None
     stop_reason: str | None = None
     text: str | None = None
@@ -67,18 +68,22 @@ def usage_from(raw: Any) -> Usage:
     )
 
 
+def _succeeded(custom_id: str, message: Any) -> ResultLine:
+    """A message (from a batch or the standard API) as a succeeded line: its text, its content blocks as
+    JSON (the structured review lives in a tool_use block), and its usage."""
+    blocks = [block.model_dump(mode="json") if hasattr(block, "model_dump") else block for block in message.content]
+    text = "\n\n".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    return ResultLine(custom_id, ResultType.SUCCEEDED, message.model, message.stop_reason, text, json.dumps(blocks),
+                      usage_from(message.usage))
+
+
 def _line(item: Any) -> ResultLine:
     result = item.result
-    if result.type == "succeeded":
-        message = result.message
-        blocks = [block.model_dump(mode="json") if hasattr(block, "model_dump") else block
-                  for block in message.content]
-        text = "\n\n".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-        return ResultLine(item.custom_id, "succeeded", message.model, message.stop_reason, text,
-                          json.dumps(blocks), usage_from(message.usage))
-    if result.type == "errored":
+    if result.type == ResultType.SUCCEEDED:
+        return _succeeded(item.custom_id, result.message)
+    if result.type == ResultType.ERRORED:
         inner = getattr(result.error, "error", None)
-        return ResultLine(item.custom_id, "errored", error_type=getattr(inner, "type", "unknown"),
+        return ResultLine(item.custom_id, ResultType.ERRORED, error_type=getattr(inner, "type", "unknown"),
                           error_message=getattr(inner, "message", str(result.error)))
     return ResultLine(item.custom_id, result.type)
 
@@ -110,10 +115,7 @@ class Batches:
     def create_message(self, custom_id: str, params: dict[str, Any]) -> ResultLine:
         """One request through the standard Messages API (the express lane), as a result line."""
         message = self._call("create a message", lambda: self._client.messages.create(**params))
-        blocks = [block.model_dump(mode="json") for block in message.content]
-        text = "\n\n".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-        return ResultLine(custom_id, "succeeded", message.model, message.stop_reason, text, json.dumps(blocks),
-                          usage_from(message.usage))
+        return _succeeded(custom_id, message)
 
     def cancel(self, batch_id: str) -> BatchStatus:
         return self._call(f"cancel batch {batch_id}",

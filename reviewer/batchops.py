@@ -3,7 +3,7 @@ cancel one that is still running.
 
 A cancel is recorded on the batch row (`cancel_requested_at`, `cancel_requested_by`) *before* the API is
 asked, so that however the process ends, poll can tell an operator's cancel from other `canceled` lines:
-the jobs of that batch go back to the queue with their attempt given back (`requeue_canceled`), so a
+the jobs of that batch go back to the queue with their attempt given back (`jobs.requeue_canceled`), so a
 cancel never pushes a job toward max_attempts or `failed`. The record is removed again when the API
 refuses the cancel. Requests that already finished before the cancel keep their result (a succeeded one
 is answered and posted as usual).
@@ -25,17 +25,17 @@ from sqlalchemy.orm import Session
 from reviewer.cost import format_usd
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ReviewerError
-from reviewer.models import Batch, Result, ReviewJob
-from reviewer.queue import State, transition
-from reviewer.runtime import Runtime, StageReport
+from reviewer.models import Batch, Result, ResultType
+from reviewer.queue import BatchState
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
-RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
 LIST_LIMIT = 50
-FINISHED = {
-    "ended": "has already ended",
-    "archived": "has ended and its results were archived",
-    "abandoned": "was never created (abandoned)",
-    "missing": "is no longer known to the API",
+FINISHED: dict[str, str] = {
+    BatchState.ENDED: "has already ended",
+    BatchState.ARCHIVED: "has ended and its results were archived",
+    BatchState.ABANDONED: "was never created (abandoned)",
+    BatchState.MISSING: "is no longer known to the API",
 }
 
 
@@ -88,7 +88,7 @@ def format_batches(views: Sequence[BatchView]) -> str:
               f"{'ok':>7} {'errored':>7} {'expired':>7} {'canceled':>8} {'cost':>11}  {'created':<16}  {'ended':<16}")
     lines = [header, "-" * len(header)]
     for v in views:
-        ok, errored, expired, canceled = (v.counts.get(kind, 0) for kind in RESULT_TYPES)
+        ok, errored, expired, canceled = (v.counts.get(kind, 0) for kind in ResultType)
         note = f"  cancel requested {_when(v.cancel_requested_at)}" if v.cancel_requested_at else ""
         lines.append(f"{v.id:>6} {v.anthropic_id or '-':<34} {v.state:<10} {v.processing_status or '-':<12} "
                      f"{v.requests:>8,} {ok:>7,} {errored:>7,} {expired:>7,} {canceled:>8,} "
@@ -117,7 +117,7 @@ def _check_cancelable(batch: Batch) -> str:
     """The Anthropic id of a batch that can still be canceled, or a ReviewerError that says why not."""
     if batch.state in FINISHED:
         raise ReviewerError(f"batch {_label(batch)} {FINISHED[batch.state]}; there is nothing to cancel")
-    if batch.state != "submitted" or batch.anthropic_id is None:
+    if batch.state != BatchState.SUBMITTED or batch.anthropic_id is None:
         raise ReviewerError(f"batch {_label(batch)} is still being created ({batch.state}); nothing to cancel yet",
                             "try again once `reviewer batches` shows its Anthropic id")
     return batch.anthropic_id
@@ -144,22 +144,7 @@ def cancel_batch(rt: Runtime, ident: str) -> StageReport:
     with transaction(rt.sessions) as session:
         session.get_one(Batch, batch.id).processing_status = status.processing_status
     report = StageReport("cancel")
-    report.add("batches canceled")
+    report.add(Count.BATCHES_CANCELED)
     report.note(f"batch {_label(batch)} is {status.processing_status}: its {batch.request_count:,} requests come "
                 "back to the queue when it ends (the next poll), without counting an attempt")
     return report
-
-
-# poll's side of a cancel --------------------------------------------------------------------------------
-
-
-def canceled_by_operator(session: Session, job: ReviewJob) -> bool:
-    batch = session.get(Batch, job.batch_id) if job.batch_id is not None else None
-    return batch is not None and batch.cancel_requested_at is not None
-
-
-def requeue_canceled(rt: Runtime, session: Session, job: ReviewJob) -> None:
-    """A request an operator canceled goes back to the queue, and the attempt it used is given back."""
-    transition(session, job.id, State.SUBMITTED, State.QUEUED, now=rt.clock(), actor=rt.actor,
-               attempts=max(job.attempts - 1, 0),
-               reason="its batch was canceled by an operator; queued again (the attempt is not counted)")

@@ -42,7 +42,7 @@ def worst_case(input_tokens: int, repo: RepoSettings, settings: Settings, *, bat
                       cache_creation_1h_tokens=input_tokens if repo.cache_ttl == "1h" else 0)
     else:
         usage = Usage(input_tokens, repo.max_tokens)
-    return cost_of(usage, price, batch=batch).batch_micro_usd
+    return cost_of(usage, price, batch=batch).charged_micro_usd
 
 
 def _lock(session: Session, scope: str, now: datetime) -> None:

@@ -10,10 +10,13 @@ from typing import Any
 
 import click
 
+from reviewer.batchops import LIST_LIMIT
 from reviewer.config import Settings, load_settings
 from reviewer.errors import ReviewerError
+from reviewer.ledger import DEFAULT_GROUPINGS, FORMATS, GROUPINGS
 from reviewer.logs import configure_logging, remember_settings_secrets
-from reviewer.runtime import Runtime, StageReport
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 
 class _ReviewerFailure(click.ClickException):
@@ -127,9 +130,11 @@ def collect(ctx: click.Context, repos: tuple[str, ...]) -> None:
 @click.pass_context
 def submit(ctx: click.Context, repos: tuple[str, ...], dry_run: bool) -> None:
     """Send queued jobs as Anthropic Message Batches now, whatever the schedule."""
+    from reviewer.estimate import estimate_queued
     from reviewer.submit import submit_queued
 
-    report = submit_queued(_runtime(ctx), repos or None, dry_run=dry_run)
+    stage = estimate_queued if dry_run else submit_queued
+    report = stage(_runtime(ctx), repos or None)
     _print(report)
     _exit_on_errors(report)
 
@@ -203,10 +208,9 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--by", "groupings", multiple=True, default=("review", "repository", "week"),
-              type=click.Choice(["review", "pr", "repository", "model", "day", "week", "month"]),
-              help="Grouping (repeatable; default: review, repository, week).")
-@click.option("--format", "output_format", default="table", type=click.Choice(["table", "csv", "json"]),
+@click.option("--by", "groupings", multiple=True, default=DEFAULT_GROUPINGS, type=click.Choice(GROUPINGS),
+              help=f"Grouping (repeatable; default: {', '.join(DEFAULT_GROUPINGS)}).")
+@click.option("--format", "output_format", default=FORMATS[0], type=click.Choice(FORMATS),
               help="table for people; csv and json carry exact micro-USD beside dollar strings.")
 @click.pass_context
 def costs(ctx: click.Context, groupings: tuple[str, ...], output_format: str) -> None:
@@ -236,7 +240,7 @@ def explain(ctx: click.Context, job_id: int) -> None:
 
 
 @cli.group("batches", invoke_without_command=True)
-@click.option("--limit", default=50, show_default=True, help="How many of the newest batches to list.")
+@click.option("--limit", default=LIST_LIMIT, show_default=True, help="How many of the newest batches to list.")
 @click.pass_context
 def batches_group(ctx: click.Context, limit: int) -> None:
     """The Message Batches, newest first: state, requests, result counts and cost. `reviewer batches

@@ -12,7 +12,8 @@ In incremental mode, a new head of an already reviewed PR is reviewed on the dif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,11 +23,15 @@ from reviewer.config import RepoSettings, ReviewRules
 from reviewer.db import transaction
 from reviewer.errors import AuthFailed, ConcurrentTransition, ConfigError, GitHubError, Unreachable
 from reviewer.github import DbPageCache, PullSummary
-from reviewer.models import PullSkip, Result, ReviewJob, repo_state
+from reviewer.jobs import latest_result
+from reviewer.models import PullSkip, ReviewJob, repo_state
+from reviewer.queue import State, create_job, transition
 from reviewer.review.parse import parse_review
-from reviewer.queue import State, record_created, transition
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, parse_repo_rules, rules_to_json, skip_reason
-from reviewer.runtime import Runtime, StageReport
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,15 +52,24 @@ def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
     return report
 
 
-def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
+def _guarded(report: StageReport, name: str, call: Callable[[], T]) -> T | None:
+    """`call()`, or None with its GitHub error reported against `name`. Auth and connection failures
+    are wrong for every repository alike: they stop the run instead of being reported once per item."""
     try:
-        pulls = rt.github.list_open_pulls(repo.name, cache=DbPageCache(rt.sessions))  # 304s cost no quota
+        return call()
     except (AuthFailed, Unreachable):
-        raise  # wrong for every repository alike: stop, do not report it once per repository
+        raise
     except GitHubError as exc:
-        report.error(f"{repo.name}: {exc.message}")
+        report.error(f"{name}: {exc.message}")
+        return None
+
+
+def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) -> None:
+    cache = DbPageCache(rt.sessions)  # 304s cost no quota
+    pulls = _guarded(report, repo.name, lambda: rt.github.list_open_pulls(repo.name, cache=cache))
+    if pulls is None:
         return
-    report.add("pull requests seen", len(pulls))
+    report.add(Count.PULLS_SEEN, len(pulls))
     with transaction(rt.sessions) as session:
         known = _known_heads(session, repo.name, [p.number for p in pulls])
         _retire_closed(rt, session, repo.name, {p.number for p in pulls}, report)
@@ -65,7 +79,7 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
         if (pr.number, pr.head_sha) not in known:
             new.append(pr)
             continue
-        report.add("unchanged")
+        report.add(Count.UNCHANGED)
         if repo.express_label and repo.express_label in pr.labels:
             _expedite(rt, repo.name, pr)
     if new:
@@ -75,12 +89,8 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
 def _collect_new(rt: Runtime, repo: RepoSettings, pulls: list[PullSummary], report: StageReport) -> None:
     """New heads: read the repository's rules (only now, so an unchanged repository costs no request),
     then skip or queue each pull request."""
-    try:
-        view = _repo_view(rt, repo, report)
-    except (AuthFailed, Unreachable):
-        raise
-    except GitHubError as exc:
-        report.error(f"{repo.name}: {exc.message}")
+    view = _guarded(report, repo.name, lambda: _repo_view(rt, repo, report))
+    if view is None:
         return
     for pr in pulls:
         reason = skip_reason(pr, view.settings.skip)
@@ -131,7 +141,7 @@ def _retire_closed(rt: Runtime, session: Session, repository: str, open_numbers:
         ReviewJob.repository == repository, ReviewJob.state == State.QUEUED.value))
     for job in queued:
         if job.pr_number not in open_numbers:
-            _retire(rt, session, job, "pull request was closed before review", report, "stale (closed)")
+            _retire(rt, session, job, "pull request was closed before review", report, Count.STALE_CLOSED)
     session.execute(delete(PullSkip).where(PullSkip.repository == repository,
                                            PullSkip.pr_number.not_in(open_numbers or {0})))
 
@@ -145,52 +155,66 @@ def _record_skip(rt: Runtime, repository: str, pr: PullSummary, reason: str, rep
         elif (skip.head_sha, skip.reason) != (pr.head_sha, reason):
             skip.head_sha, skip.reason, skip.at = pr.head_sha, reason, rt.clock()
         else:
-            report.add("skipped")
+            report.add(Count.SKIPPED)
             return
-    report.add("skipped")
+    report.add(Count.SKIPPED)
     report.note(f"{repository}#{pr.number} not reviewed: {reason}")
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    diff: str
+    source: str  # "diff", or "files" when GitHub refused the diff media type (too many files)
+    previous: ReviewJob | None  # the last posted review of this PR (incremental mode)
+    since: str | None  # the diff since that review's head
+
+
+def _fetch(rt: Runtime, view: _RepoView, pr: PullSummary) -> _Fetched:
+    name = view.settings.name
+    diff, source = rt.github.fetch_diff(name, pr.number)
+    previous = _last_posted(rt, name, pr.number) if view.settings.review_mode == "incremental" else None
+    since = rt.github.compare_diff(name, previous.head_sha, pr.head_sha) if previous else None
+    return _Fetched(diff, source, previous, since)
 
 
 def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageReport) -> None:
     name = view.settings.name
-    try:
-        diff, source = rt.github.fetch_diff(name, pr.number)
-        previous = _last_posted(rt, name, pr.number) if view.settings.review_mode == "incremental" else None
-        since = rt.github.compare_diff(name, previous.head_sha, pr.head_sha) if previous else None
-    except (AuthFailed, Unreachable):
-        raise
-    except GitHubError as exc:
-        report.error(f"{name}#{pr.number}: {exc.message}")
+    fetched = _guarded(report, f"{name}#{pr.number}", lambda: _fetch(rt, view, pr))
+    if fetched is None:
         return
-    now = rt.clock()
-    job = ReviewJob(
-        repository=name, pr_number=pr.number, head_sha=pr.head_sha, base_sha=pr.base_sha,
-        base_ref=pr.base_ref, head_ref=pr.head_ref, title=pr.title, author=pr.author, body=pr.body,
-        url=pr.url, labels=",".join(pr.labels), diff=diff, diff_source=source,
-        repo_rules=rules_to_json(view.rules), config_source=view.source,
-        express=bool(view.settings.express_label) and view.settings.express_label in pr.labels,
-        state=State.QUEUED.value, created_at=now, updated_at=now,
-    )
-    if previous is not None and since and since.strip():
-        job.review_diff, job.review_base_sha = since, previous.head_sha
-        job.previous_summary = _summary_of(rt, previous.id)
-    if not diff.strip():
-        job.state, job.reason = State.SKIPPED.value, "the pull request has no changes to review"
+    job = _new_job(rt, view, pr, fetched)
+    initial, reason = (State.QUEUED, None) if fetched.diff.strip() else (
+        State.SKIPPED, "the pull request has no changes to review")
     try:
         with transaction(rt.sessions) as session:
-            session.add(job)
-            session.flush()
-            record_created(session, job, rt.actor, now)
+            create_job(session, job, initial, now=job.created_at, actor=rt.actor, reason=reason)
             _supersede(rt, session, job, report)
             session.execute(delete(PullSkip).where(PullSkip.repository == name, PullSkip.pr_number == pr.number))
     except IntegrityError:
-        report.add("unchanged")  # another instance queued the same head a moment earlier
+        report.add(Count.UNCHANGED)  # another instance queued the same head a moment earlier
         return
-    report.add("queued" if job.state == State.QUEUED.value else "skipped")
-    if source == "files":
+    report.add(Count.QUEUED if initial == State.QUEUED else Count.SKIPPED)
+    if fetched.source == "files":
         report.note(f"{name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list")
     if job.review_base_sha:
         report.note(f"{name}#{pr.number}: incremental review of the changes since {job.review_base_sha[:7]}")
+
+
+def _new_job(rt: Runtime, view: _RepoView, pr: PullSummary, fetched: _Fetched) -> ReviewJob:
+    """The row of a new job (not yet added), with what the prompt and the post will need."""
+    now, express_label = rt.clock(), view.settings.express_label
+    job = ReviewJob(
+        repository=view.settings.name, pr_number=pr.number, head_sha=pr.head_sha, base_sha=pr.base_sha,
+        base_ref=pr.base_ref, head_ref=pr.head_ref, title=pr.title, author=pr.author, body=pr.body,
+        url=pr.url, labels=",".join(pr.labels), diff=fetched.diff, diff_source=fetched.source,
+        repo_rules=rules_to_json(view.rules), config_source=view.source,
+        express=bool(express_label) and express_label in pr.labels, created_at=now, updated_at=now,
+    )
+    previous = fetched.previous
+    if previous is not None and fetched.since and fetched.since.strip():
+        job.review_diff, job.review_base_sha = fetched.since, previous.head_sha
+        job.previous_summary = _summary_of(rt, previous.id)
+    return job
 
 
 def _last_posted(rt: Runtime, repository: str, number: int) -> ReviewJob | None:
@@ -202,8 +226,7 @@ def _last_posted(rt: Runtime, repository: str, number: int) -> ReviewJob | None:
 
 def _summary_of(rt: Runtime, job_id: int) -> str | None:
     with rt.sessions() as session:
-        result = session.scalars(select(Result).where(Result.job_id == job_id, Result.result_type == "succeeded")
-                                 .order_by(Result.id.desc()).limit(1)).first()
+        result = latest_result(session, job_id)
     if result is None:
         return None
     return parse_review(result.content_json, result.stop_reason, result.text).summary or None
@@ -215,10 +238,10 @@ def _supersede(rt: Runtime, session: Session, new: ReviewJob, report: StageRepor
         ReviewJob.state == State.QUEUED.value, ReviewJob.id != new.id))
     for job in older:
         _retire(rt, session, job, f"superseded by a newer head {new.head_sha[:7]} before review", report,
-                "stale (superseded)")
+                Count.STALE_SUPERSEDED)
 
 
-def _retire(rt: Runtime, session: Session, job: ReviewJob, reason: str, report: StageReport, count: str) -> None:
+def _retire(rt: Runtime, session: Session, job: ReviewJob, reason: str, report: StageReport, count: Count) -> None:
     try:
         with session.begin_nested():
             transition(session, job.id, State.QUEUED, State.STALE, now=rt.clock(), actor=rt.actor, reason=reason)

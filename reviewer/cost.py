@@ -13,7 +13,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any, Mapping
 
-import yaml
 
 MICRO = Decimal(1_000_000)
 
@@ -55,7 +54,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class Cost:
-    batch_micro_usd: int
+    charged_micro_usd: int
     standard_micro_usd: int
     cache_saved_micro_usd: int  # what the cached tokens would have cost as plain input, minus what they cost
 
@@ -93,11 +92,6 @@ def cost_of(usage: Usage, price: Price, *, batch: bool = True) -> Cost:
     return Cost(_round(charged), _round(standard), _round(uncached - charged))
 
 
-def worst_case_micro_usd(input_tokens: int, max_tokens: int, price: Price, *, batch: bool = True) -> int:
-    """Upper bound for one request: all input uncached at full price, output at max_tokens."""
-    return cost_of(Usage(input_tokens, max_tokens), price, batch=batch).batch_micro_usd
-
-
 def format_usd(micro_usd: int, places: int = 2) -> str:
     value = (Decimal(micro_usd) / MICRO).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     return f"${value:,}"
@@ -115,6 +109,8 @@ def _price_from(row: Mapping[str, Any], defaults: Mapping[str, Any]) -> Price:
 
 def load_price_table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> PriceTable:
     """The shipped table, with rows of `overrides` (from reviewer.yml) replacing or adding models."""
+    import yaml  # here, not at the top: the review text needs format_usd, not a YAML parser
+
     raw = yaml.safe_load(resources.files("reviewer").joinpath("data/prices.yml").read_text())
     defaults = raw["defaults"]
     models = {name: _price_from(row, defaults) for name, row in raw["models"].items()}

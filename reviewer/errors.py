@@ -12,7 +12,7 @@ anything else is a bug and keeps its traceback.
     │   ├── NotFound           404: repository or pull request does not exist (or the token cannot see it)
     │   └── RateLimited        403/429 rate limit; carries the seconds to wait
     ├── AnthropicError         the Anthropic API answered with an error or could not be reached
-    ├── ConcurrentTransition   a queue item was not in the state the caller expected (another worker won)
+    ├── ConcurrentTransition   a job or batch was not in the state the caller expected (another worker won)
     └── InstanceConflict       a second instance was started on a database that supports only one
 """
 
@@ -82,9 +82,11 @@ class AnthropicError(ReviewerError):
 
 
 class ConcurrentTransition(ReviewerError):
-    def __init__(self, item_id: int, expected: str) -> None:
+    """A guarded state change found the row in another state: another worker moved it first."""
+
+    def __init__(self, item_id: int, expected: str, kind: str = "job") -> None:
         self.item_id = item_id
-        super().__init__(f"job {item_id} is no longer {expected}: another worker changed it first")
+        super().__init__(f"{kind} {item_id} is no longer {expected}: another worker changed it first")
 
 
 class InstanceConflict(ReviewerError):

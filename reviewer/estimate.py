@@ -8,14 +8,17 @@ worst case with every answer at max_tokens, for the batch price and the standard
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 
 from reviewer.cost import Usage, cost_of, format_usd
 from reviewer.errors import AnthropicError, ConfigError, TemplateError
+from reviewer.jobs import Prepared, effective_settings, prepare_request
 from reviewer.models import ReviewJob
 from reviewer.queue import State
-from reviewer.runtime import Runtime, StageReport
-from reviewer.submit import Prepared, effective_settings, prepare_request
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 COUNT_LIMIT = 200
 
@@ -36,7 +39,10 @@ def _measure(rt: Runtime, prepared: list[Prepared]) -> tuple[int, str]:
     return sum(p.input_tokens for p in prepared), "estimated (count_tokens unreachable or off)"
 
 
-def estimate_queued(rt: Runtime, names: list[str], report: StageReport) -> None:
+def estimate_queued(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
+    """What submitting the queued jobs of `repositories` (default: all) would send and cost."""
+    report = StageReport("submit (dry run)")
+    names = rt.repository_names(repositories)
     with rt.sessions() as session:
         jobs = session.scalars(select(ReviewJob).where(ReviewJob.state == State.QUEUED.value,
                                                        ReviewJob.repository.in_(names))).all()
@@ -54,8 +60,9 @@ def estimate_queued(rt: Runtime, names: list[str], report: StageReport) -> None:
         price = rt.settings.prices.price(repo.model)
         inputs = cost_of(Usage(tokens, 0), price)
         worst = cost_of(Usage(tokens, repo.max_tokens * len(prepared)), price)
-        report.add("would submit", len(prepared))
+        report.add(Count.WOULD_SUBMIT, len(prepared))
         report.note(f"{name}: {len(prepared)} requests to {repo.model}, {tokens:,} input tokens ({how}); "
-                    f"input {format_usd(inputs.batch_micro_usd, 4)} as a batch ({format_usd(inputs.standard_micro_usd, 4)} "
-                    f"standard); at most {format_usd(worst.batch_micro_usd, 4)} with every answer at max_tokens "
+                    f"input {format_usd(inputs.charged_micro_usd, 4)} as a batch ({format_usd(inputs.standard_micro_usd, 4)} "
+                    f"standard); at most {format_usd(worst.charged_micro_usd, 4)} with every answer at max_tokens "
                     f"({format_usd(worst.standard_micro_usd, 4)} standard)")
+    return report

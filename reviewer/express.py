@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from reviewer.budget import BudgetGate, worst_case
 from reviewer.db import transaction
-from reviewer.errors import AnthropicError, ConfigError, ReviewerError, TemplateError
+from reviewer.errors import AnthropicError, ConcurrentTransition, ConfigError, TemplateError
+from reviewer.jobs import Prepared, custom_id, effective_settings, prepare_request, result_row
 from reviewer.models import ReviewJob
-from reviewer.poll import result_row
 from reviewer.queue import State, lease, transition
-from reviewer.runtime import Runtime, StageReport
-from reviewer.submit import Prepared, custom_id, effective_settings, prepare_request
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 
 def review_express(rt: Runtime) -> StageReport:
@@ -37,7 +37,7 @@ def _claim(rt: Runtime, job: ReviewJob, prepared: Prepared, report: StageReport)
         gate = BudgetGate.open(session, rt.settings, {job.repository}, rt.clock())
         refused = gate.admit(job.repository, reserved)
         if refused is not None:
-            report.add("waiting for budget")
+            report.add(Count.WAITING_FOR_BUDGET)
             report.note(f"{job.repository}#{job.pr_number}: express review not sent: {refused}")
             return False
         try:
@@ -45,8 +45,8 @@ def _claim(rt: Runtime, job: ReviewJob, prepared: Prepared, report: StageReport)
                        lease_until=lease(rt.clock(), rt.settings.intervals.lease_seconds), model=prepared.model,
                        omitted=prepared.omitted, reserved_micro_usd=reserved, attempts=job.attempts + 1,
                        reason="sent through the standard API (express label)")
-        except ReviewerError:
-            return False
+        except ConcurrentTransition:
+            return False  # another instance took it
     return True
 
 
@@ -68,10 +68,10 @@ def _review_one(rt: Runtime, job: ReviewJob, report: StageReport) -> None:
         report.error(f"{name}: express review failed ({exc.message}); it goes with the next batch")
         return
     with transaction(rt.sessions) as session:
-        session.add(result_row(rt, None, job, line, batch=False))
+        session.add(result_row(rt.settings, None, job, line, now=rt.clock(), batch=False))
         transition(session, job.id, State.SUBMITTING, State.ANSWERED, now=rt.clock(), actor=rt.actor,
                    review_text=line.text, reason=f"answered by the standard API ({line.stop_reason})")
-    report.add("answered")
+    report.add(Count.ANSWERED)
     report.note(f"{name}: reviewed through the standard API at once (express label)")
 
 

@@ -33,12 +33,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reviewer.cost import MICRO, format_usd
-from reviewer.models import Batch, Result, ReviewJob
+from reviewer.models import Batch, Result, ResultType, ReviewJob
 
 GROUPINGS = ("review", "pr", "repository", "model", "day", "week", "month")
 DEFAULT_GROUPINGS = ("review", "repository", "week")
-FORMATS = ("table", "csv", "json")
-NOT_BILLED = ("errored", "expired", "canceled")
+FORMATS = ("table", "csv", "json")  # what format_ledger writes
+NOT_BILLED = (ResultType.ERRORED, ResultType.EXPIRED, ResultType.CANCELED)
 WORST_BATCHES = 5
 STREAM_CHUNK = 5_000
 CENTS_FROM = 10_000_000  # micro-USD: a total of $10 or more is printed in cents
@@ -226,7 +226,7 @@ def billed_lines(session: Session) -> Iterator[Line]:
                Result.cache_read_input_tokens, Result.cost_micro_usd, Result.standard_cost_micro_usd,
                Result.cache_saved_micro_usd)
         .join(ReviewJob, Result.job_id == ReviewJob.id)
-        .where(Result.result_type == "succeeded")
+        .where(Result.result_type == ResultType.SUCCEEDED)
         .order_by(Result.id)
         .execution_options(yield_per=STREAM_CHUNK)
     )

@@ -24,7 +24,8 @@ from reviewer import __version__
 from reviewer.logs import redact
 
 if TYPE_CHECKING:
-    from reviewer.runtime import Runtime, StageReport
+    from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 log = logging.getLogger("reviewer.metrics")
 
@@ -103,17 +104,17 @@ class _Exposition:
 
 
 def _database_families(out: _Exposition, rt: Runtime) -> None:
-    from reviewer.models import Result, ReviewJob
+    from reviewer.models import Result, ResultType, ReviewJob
     from reviewer.queue import State
-    from reviewer.reports import open_batches, state_counts
+    from reviewer.reports import batches_in_flight, state_counts
 
     with rt.sessions() as session:
         counts = state_counts(session)
-        in_flight = len(open_batches(session))
+        in_flight = len(batches_in_flight(session))
         money = session.execute(select(ReviewJob.repository, func.sum(Result.cost_micro_usd),
                                        func.sum(Result.standard_cost_micro_usd))
                                 .join(ReviewJob, Result.job_id == ReviewJob.id)
-                                .where(Result.result_type == "succeeded")  # as the ledger: only these are billed
+                                .where(Result.result_type == ResultType.SUCCEEDED)  # as the ledger: only these are billed
                                 .group_by(ReviewJob.repository)).all()
     repositories = sorted(set(counts) | {r.name for r in rt.settings.repositories})
     out.family("reviewer_jobs", "gauge", "Review jobs by state and repository.",
@@ -129,7 +130,7 @@ def _database_families(out: _Exposition, rt: Runtime) -> None:
 
 
 def _rate_limit_families(out: _Exposition, rt: Runtime, now: float) -> None:
-    github = getattr(rt, "_github", None)  # read, never build: a scrape must not create a client
+    github = rt.github_if_built()
     seen = github.rate_limit() if github is not None else None
     out.family("reviewer_github_rate_limit_remaining", "gauge",
                "Requests left in GitHub's window, from the last response seen.",

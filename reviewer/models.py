@@ -12,12 +12,23 @@ a change here without a migration fails `reviewer db check` and the migration te
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from reviewer.db import Base, UTCDateTime, utcnow
+
+
+class ResultType(enum.StrEnum):
+    """How one request of a batch (or an express call) ended, as the API reports it. Only succeeded
+    requests are billed."""
+
+    SUCCEEDED = "succeeded"
+    ERRORED = "errored"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
 
 
 class ReviewJob(Base):
@@ -49,13 +60,13 @@ class ReviewJob(Base):
     config_source: Mapped[str] = mapped_column(String(300), default="")
     omitted: Mapped[str | None] = mapped_column(Text)  # JSON [[path, reason], ...] of files the model did not see
 
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # a queue.State, written only by queue.py
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
-    model: Mapped[str | None] = mapped_column(String(100))  # set when submitted
+    model: Mapped[str | None] = mapped_column(String(100))  # the model it was sent to (the repo's may change later)
 
     review_text: Mapped[str | None] = mapped_column(Text)
     reserved_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)  # worst case held while in flight
@@ -90,7 +101,7 @@ class Batch(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     anthropic_id: Mapped[str | None] = mapped_column(String(100), unique=True)
-    # creating -> submitted -> ended; creating -> abandoned when the API never created it
+    # a queue.BatchState, written only by queue.set_batch_state (its lifecycle is drawn in queue.py)
     state: Mapped[str] = mapped_column(String(16), index=True)
     processing_status: Mapped[str | None] = mapped_column(String(16))
     request_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -114,7 +125,7 @@ class Result(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("review_jobs.id"), index=True)
     custom_id: Mapped[str] = mapped_column(String(64))
-    result_type: Mapped[str] = mapped_column(String(16))  # succeeded | errored | expired | canceled
+    result_type: Mapped[str] = mapped_column(String(16))  # a ResultType
     is_batch: Mapped[bool] = mapped_column(Boolean, default=True)
     model: Mapped[str | None] = mapped_column(String(100))
     stop_reason: Mapped[str | None] = mapped_column(String(40))

@@ -13,9 +13,10 @@ from typing import Callable
 
 from reviewer.collect import collect_pulls
 from reviewer.express import review_express
-from reviewer.poll import open_batches, poll_batches
+from reviewer.poll import poll_batches, submitted_batches
 from reviewer.post import post_answered
-from reviewer.runtime import Runtime, StageReport
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 from reviewer.submit import submit_queued
 
 Progress = Callable[[str], None]
@@ -56,11 +57,11 @@ def wait_for_batches(rt: Runtime, progress: Progress = _quiet, stop: threading.E
     prints one progress line, counted from `started` (a `clock()` reading; default: now)."""
     stop = stop or threading.Event()
     started = clock() if started is None else started
-    seen = {b.id for b in open_batches(rt)}  # every batch open at some point of the wait
+    seen = {b.id for b in submitted_batches(rt)}  # every batch open at some point of the wait
     reports: list[StageReport] = []
     while not stop.is_set():
         reports.append(poll_batches(rt))
-        left = open_batches(rt)
+        left = submitted_batches(rt)
         seen |= {b.id for b in left}
         last = not left or (max_polls is not None and len(reports) >= max_polls)
         if seen:

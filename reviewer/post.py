@@ -24,11 +24,12 @@ from reviewer.db import transaction
 from reviewer.review.diffs import DiffIndex, index_diff
 from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited, Unreachable
 from reviewer.github import PostedReview
-from reviewer.models import Result, ReviewJob
+from reviewer.jobs import effective_settings, latest_result
+from reviewer.models import ReviewJob
 from reviewer.review.parse import ReviewDraft, parse_review
-from reviewer.queue import State, claimable, iter_claimable, lease, transition
-from reviewer.runtime import Runtime, StageReport
-from reviewer.submit import effective_settings
+from reviewer.queue import State, expired_leases, iter_claimable, lease, transition
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 CLAIM_CHUNK = 100
 
@@ -47,10 +48,10 @@ def _release_expired(rt: Runtime, report: StageReport) -> None:
     """Jobs left in `posting` by a worker that died go back to `answered`; their next attempt looks
     for the marker first, because the dead worker's POST may have landed."""
     with transaction(rt.sessions) as session:
-        for job in claimable(session, State.POSTING, now=rt.clock(), leased_only=True):
+        for job in expired_leases(session, State.POSTING, now=rt.clock()):
             transition(session, job.id, State.POSTING, State.ANSWERED, now=rt.clock(), actor=rt.actor,
                        reason="an earlier posting attempt was interrupted; will check before posting again")
-            report.add("interrupted posts recovered")
+            report.add(Count.INTERRUPTED_POSTS)
 
 
 def _claim(rt: Runtime, job: ReviewJob) -> bool:
@@ -89,28 +90,28 @@ def _post_one(rt: Runtime, job: ReviewJob, report: StageReport) -> bool:
         _finish(rt, job, State.FAILED if permanent else State.ANSWERED,
                 f"GitHub refused the review: {exc.message}" if permanent else f"not posted yet: {exc.message}")
         report.error(f"{name}: {exc.message}")
-        report.add("failed" if permanent else "deferred")
+        report.add(Count.FAILED if permanent else Count.DEFERRED)
         return True
     report.add(outcome)
     return True
 
 
-def _check_and_post(rt: Runtime, job: ReviewJob) -> str:
+def _check_and_post(rt: Runtime, job: ReviewJob) -> Count:
     name = f"{job.repository}#{job.pr_number}"
     pr = rt.github.get_pull(job.repository, job.pr_number)
     if pr.state != "open":
         _finish(rt, job, State.STALE, f"pull request was {'merged' if pr.merged else 'closed'} before posting")
-        return "stale"
+        return Count.STALE
     if pr.head_sha != job.head_sha:
         _finish(rt, job, State.STALE, f"head moved from {job.head_sha[:7]} to {pr.head_sha[:7]}; "
                 "the new head is reviewed as its own job")
-        return "stale"
+        return Count.STALE
     job_marker = marker(job.id, job.head_sha)
     if job.post_attempts >= 1:  # (the snapshot before this claim) an earlier attempt may have landed
         existing = rt.github.find_review_with_marker(job.repository, job.pr_number, job_marker)
         if existing is not None:
             _record_posted(rt, job, existing, "found the review an earlier attempt had posted")
-            return "already posted"
+            return Count.ALREADY_POSTED
     draft, index, ctx = _prepare(rt, job, job_marker)
     composed = compose_review(draft, index, ctx)
     comments = [c.as_github() for c in composed.comments]
@@ -125,11 +126,11 @@ def _check_and_post(rt: Runtime, job: ReviewJob) -> str:
         posted = rt.github.post_review(job.repository, job.pr_number, job.head_sha, composed.body, [])
         _record_posted(rt, job, posted, f"posted review {posted.id} on {name} without inline comments: "
                        f"GitHub refused them ({exc.message})")
-        return "posted (inline comments refused)"
+        return Count.POSTED_WITHOUT_INLINE
     detail = (f"{len(composed.comments)} inline, {composed.outside} outside the diff, "
               f"{composed.repeated} repeated findings left out")
     _record_posted(rt, job, posted, f"posted review {posted.id} on {name} ({detail})")
-    return "posted"
+    return Count.POSTED
 
 
 def _record_posted(rt: Runtime, job: ReviewJob, review: PostedReview, reason: str) -> None:
@@ -139,8 +140,7 @@ def _record_posted(rt: Runtime, job: ReviewJob, review: PostedReview, reason: st
 
 def _prepare(rt: Runtime, job: ReviewJob, job_marker: str) -> tuple[ReviewDraft, DiffIndex, ReviewContext]:
     with rt.sessions() as session:
-        result = session.scalars(select(Result).where(Result.job_id == job.id, Result.result_type == "succeeded")
-                                 .order_by(Result.id.desc()).limit(1)).first()
+        result = latest_result(session, job.id)
         reviewed_before = session.scalar(select(ReviewJob.id).where(
             ReviewJob.repository == job.repository, ReviewJob.pr_number == job.pr_number,
             ReviewJob.state == State.POSTED.value, ReviewJob.id != job.id).limit(1)) is not None

@@ -12,6 +12,17 @@ Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id
 :expected`: exactly one row changes or `ConcurrentTransition` is raised, so two workers can never both
 move the same job. Claims add a lease (owner + expiry); a lease that expires (the worker crashed) makes
 the job recoverable by the stage that owns that state.
+
+Batches have a lifecycle of their own, owned here as well: `BatchState`, `BATCH_TRANSITIONS` and
+`set_batch_state()`, the only writer of `Batch.state`.
+
+    creating ──API created it──> submitted ──results stored──> ended
+      │                            ├─ the API no longer knows it (404) ─> missing
+      └─ never created ─> abandoned └─ results archived before download ─> archived
+         (refused, 429, or an interrupted create the API has no trace of)
+
+`creating` is written with the batch row *before* the create call, so a crash in between leaves a
+trace that the next submission reconciles against the API. Terminal: ended, abandoned, missing, archived.
 """
 
 from __future__ import annotations
@@ -20,18 +31,20 @@ import enum
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reviewer.errors import ConcurrentTransition
-from reviewer.models import JobEvent, ReviewJob
-
+from reviewer.models import Batch, JobEvent, ReviewJob
 
 REVIEW_JOBS: Table = ReviewJob.__table__  # type: ignore[assignment]
 JOB_EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
+BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
+    """The states of a review job (see the diagram above)."""
+
     QUEUED = "queued"
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
@@ -56,6 +69,30 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 OPEN_STATES = frozenset(State) - TERMINAL
+INITIAL = frozenset({State.QUEUED, State.SKIPPED})  # a job is created queued, or skipped at once (no changes)
+
+
+class BatchState(enum.StrEnum):
+    """The states of a Message Batch as this service sees it (see the diagram above)."""
+
+    CREATING = "creating"
+    SUBMITTED = "submitted"
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+    MISSING = "missing"
+    ARCHIVED = "archived"
+
+
+BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
+    BatchState.CREATING: frozenset({BatchState.SUBMITTED, BatchState.ABANDONED}),
+    BatchState.SUBMITTED: frozenset({BatchState.ENDED, BatchState.MISSING, BatchState.ARCHIVED}),
+    BatchState.ENDED: frozenset(),
+    BatchState.ABANDONED: frozenset(),
+    BatchState.MISSING: frozenset(),
+    BatchState.ARCHIVED: frozenset(),
+}
+BATCH_TERMINAL = frozenset(s for s, targets in BATCH_TRANSITIONS.items() if not targets)
+BATCHES_IN_FLIGHT = frozenset({BatchState.CREATING, BatchState.SUBMITTED})  # they hold room in the batch queue
 
 
 def allowed(source: State, target: State) -> bool:
@@ -69,9 +106,15 @@ def _event(session: Session, job_id: int, source: State | None, target: State, r
                                               to_state=target.value, reason=reason, actor=actor, at=now))
 
 
-def record_created(session: Session, job: ReviewJob, actor: str | None, now: datetime) -> None:
-    """The first event of a job (its creation in `queued`)."""
-    _event(session, job.id, None, State(job.state), job.reason, actor, now)
+def create_job(session: Session, job: ReviewJob, initial: State, *, now: datetime, actor: str | None,
+               reason: str | None = None) -> None:
+    """Insert a new job in one of the `INITIAL` states, with its first event (from no state)."""
+    if initial not in INITIAL:
+        raise ValueError(f"a job cannot be created {initial.value}")
+    job.state, job.reason = initial.value, reason
+    session.add(job)
+    session.flush()
+    _event(session, job.id, None, initial, reason, actor, now)
 
 
 def transition(
@@ -102,17 +145,25 @@ def transition(
 
 
 def claimable(session: Session, state: State, *, now: datetime, limit: int | None = None,
-              repositories: Iterable[str] | None = None, leased_only: bool = False,
-              after_id: int = 0) -> Sequence[ReviewJob]:
+              repositories: Iterable[str] | None = None, after_id: int = 0) -> Sequence[ReviewJob]:
     """Jobs in `state` that nobody holds: no lease, or a lease that expired.
 
     On PostgreSQL the rows are locked with SKIP LOCKED so concurrent workers see disjoint sets; the
     guarded UPDATE in `transition()` is what makes a claim exclusive on every engine.
     """
     free = or_(ReviewJob.lease_expires_at.is_(None), ReviewJob.lease_expires_at < now)
-    if leased_only:
-        free = and_(ReviewJob.lease_expires_at.is_not(None), ReviewJob.lease_expires_at < now)
-    query = (select(ReviewJob).where(ReviewJob.state == state.value, free, ReviewJob.id > after_id)
+    return _locked_rows(session, state, free, limit=limit, repositories=repositories, after_id=after_id)
+
+
+def expired_leases(session: Session, state: State, *, now: datetime) -> Sequence[ReviewJob]:
+    """Jobs in `state` whose holder let its lease expire (it crashed or hung): only those, not free ones."""
+    expired = and_(ReviewJob.lease_expires_at.is_not(None), ReviewJob.lease_expires_at < now)
+    return _locked_rows(session, state, expired)
+
+
+def _locked_rows(session: Session, state: State, condition: ColumnElement[bool], *, limit: int | None = None,
+                 repositories: Iterable[str] | None = None, after_id: int = 0) -> Sequence[ReviewJob]:
+    query = (select(ReviewJob).where(ReviewJob.state == state.value, condition, ReviewJob.id > after_id)
              .order_by(ReviewJob.id))
     if repositories is not None:
         query = query.where(ReviewJob.repository.in_(list(repositories)))
@@ -139,3 +190,29 @@ def iter_claimable(sessions: sessionmaker[Session], state: State, *, clock: Call
 
 def lease(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def batch_allowed(source: BatchState, target: BatchState) -> bool:
+    return target in BATCH_TRANSITIONS[source]
+
+
+def new_batch(session: Session, *, owner: str | None, now: datetime) -> Batch:
+    """The row of a batch about to be created, in `creating`; flushed, so it has its id."""
+    batch = Batch(state=BatchState.CREATING.value, request_count=0, owner=owner, created_at=now)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def set_batch_state(session: Session, batch_id: int, source: BatchState, target: BatchState,
+                    **values: Any) -> None:
+    """Move one batch from `source` to `target` or raise ConcurrentTransition; `values` are written too."""
+    if not batch_allowed(source, target):
+        raise ValueError(f"batch transition {source.value} -> {target.value} is not allowed")
+    statement = (update(BATCHES).where(BATCHES.c.id == batch_id, BATCHES.c.state == source.value)
+                 .values(state=target.value, **values))
+    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentTransition(batch_id, source.value, "batch")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reviewer.models import Batch, JobEvent, PullSkip, ReviewJob
-from reviewer.queue import OPEN_STATES, State
+from reviewer.queue import BATCHES_IN_FLIGHT, OPEN_STATES, State
 
 
 def state_counts(session: Session) -> dict[str, dict[str, int]]:
@@ -23,8 +23,9 @@ def state_counts(session: Session) -> dict[str, dict[str, int]]:
     return counts
 
 
-def open_batches(session: Session) -> Sequence[Batch]:
-    return session.scalars(select(Batch).where(Batch.state.in_(["creating", "submitted"])).order_by(Batch.id)).all()
+def batches_in_flight(session: Session) -> Sequence[Batch]:
+    """Batches being created or running (they hold room in the organisation's batch queue)."""
+    return session.scalars(select(Batch).where(Batch.state.in_(list(BATCHES_IN_FLIGHT))).order_by(Batch.id)).all()
 
 
 def recent_outcomes(session: Session, since: datetime, limit: int = 20) -> Sequence[ReviewJob]:
@@ -44,7 +45,7 @@ def format_status(session: Session, now: datetime, next_runs: dict[str, str]) ->
         summary = ", ".join(f"{s} {per_state[s]}" for s in order if s in per_state) or "no jobs yet"
         nxt = f" (next submission {next_runs[name]})" if name in next_runs else ""
         lines.append(f"  {name}: {summary}{nxt}")
-    batches = open_batches(session)
+    batches = batches_in_flight(session)
     lines.append(f"Batches in flight: {len(batches)}")
     for b in batches:
         age = now - b.created_at

@@ -1,6 +1,6 @@
 """What every stage needs, built once per process: the settings, the database, the API adapters
 (created on first use, so a command that does not talk to GitHub does not need its token), this
-instance's name for leases and events, and the clock. Also `StageReport`, what each stage returns.
+instance's name for leases and events, and the clock.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,35 +22,6 @@ from reviewer.github import GitHub
 from reviewer.migrate import check_schema_current, upgrade
 
 log = logging.getLogger("reviewer")
-
-
-@dataclass
-class StageReport:
-    """Counts plus one line per notable item; stages fill it, the CLI prints it, the daemon logs it."""
-
-    stage: str
-    counts: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
-
-    def note(self, line: str) -> None:
-        self.notes.append(line)
-        log.info("%s: %s", self.stage, line)
-
-    def error(self, line: str) -> None:
-        self.errors.append(line)
-        log.warning("%s: %s", self.stage, line)
-
-    def lines(self) -> str:
-        """The summary and the notes, for a terminal."""
-        return "\n".join([self.summary(), *(f"  {line}" for line in self.notes)])
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "nothing to do"
-        return f"{self.stage}: {counts}"
 
 
 def instance_name() -> str:
@@ -74,6 +44,19 @@ class Runtime:
         if self._github is None:
             self._github = GitHub(self.settings)
         return self._github
+
+    def repository_names(self, wanted: Iterable[str] | None = None) -> list[str]:
+        """The configured repositories among `wanted` (all of them when None), in config order."""
+        names = [r.name for r in self.settings.repositories]
+        return names if wanted is None else [n for n in names if n in set(wanted)]
+
+    def github_if_built(self) -> GitHub | None:
+        """The GitHub adapter if something already used it; never builds one (a metrics scrape must not)."""
+        return self._github
+
+    def require_batches(self) -> Batches:
+        """The Anthropic adapter, built now: a missing API key fails here, before any job is claimed."""
+        return self.batches
 
     @property
     def batches(self) -> Batches:

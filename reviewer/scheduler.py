@@ -29,7 +29,8 @@ from reviewer.models import RepoState
 from reviewer.metrics import serve_metrics, timed_step
 from reviewer.poll import poll_batches
 from reviewer.post import post_answered
-from reviewer.runtime import Runtime, StageReport
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 from reviewer.submit import submit_queued
 
 log = logging.getLogger("reviewer.scheduler")

@@ -1,4 +1,4 @@
-"""Stage 2, submit: queued jobs become Anthropic Message Batches (custom_id = "job-<id>").
+"""Stage 2, submit: queued jobs become Anthropic Message Batches (custom_id = "job-<id>", see jobs.py).
 
 Crash safety: the batch row is written and the jobs moved to `submitting` (with a lease) *before* the
 API call, and the batch id is recorded after it. If the process dies in between, the next run finds the
@@ -13,107 +13,28 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from reviewer.budget import BudgetGate, worst_case
-from reviewer.config import RepoSettings, Settings
+from reviewer.budget import BudgetGate
 from reviewer.db import transaction
-from reviewer.review.diffs import changed_files, number_new_side
-from reviewer.errors import AnthropicError, ConfigError, ReviewerError, TemplateError
-from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
-from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
-from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
+from reviewer.errors import AnthropicError, ConcurrentTransition, ConfigError, TemplateError
+from reviewer.jobs import Prepared, jobs_of_batch, prepare_request
 from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
-from reviewer.queue import State, iter_claimable, lease, transition
-from reviewer.review.render import render_prompt
-from reviewer.runtime import Runtime, StageReport
+from reviewer.queue import BATCHES_IN_FLIGHT, BatchState, State, iter_claimable, lease, new_batch, set_batch_state, transition
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 log = logging.getLogger("reviewer.submit")
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024 - 1024 * 1024  # leave room for the envelope
 CLAIM_CHUNK = 1000
 RECONCILE_SKEW = timedelta(minutes=2)
-PROMPT_OVERHEAD_TOKENS = 8_000  # system prompt, tool schema and PR metadata around the diff
-
-
-def custom_id(job_id: int) -> str:
-    return f"job-{job_id}"
-
-
-def job_id_from(custom: str) -> int | None:
-    prefix, _, number = custom.partition("-")
-    return int(number) if prefix == "job" and number.isdigit() else None
-
-
-def effective_settings(settings: Settings, job: ReviewJob) -> RepoSettings:
-    """The repository's central settings with the rules it had on its default branch at collection."""
-    repo = settings.repo(job.repository)
-    if not job.repo_rules:
-        return repo
-    return apply_rules(repo, rules_from_json(job.repo_rules), settings, f"{job.repository}:{REPO_CONFIG_PATH}")
-
-
-def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -> dict[str, Any]:
-    return {
-        "repo": job.repository,
-        "pr": {"number": job.pr_number, "title": job.title, "author": job.author, "body": job.body,
-               "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
-               "labels": [label for label in job.labels.split(",") if label]},
-        "diff": number_new_side(fitted.diff),
-        "files": list(fitted.kept) or changed_files(fitted.diff),
-        "omitted": [{"path": o.path, "reason": o.reason} for o in fitted.omitted],
-        "instructions": repo.instructions,
-        "model": repo.model,
-        "incremental": job.review_base_sha is not None,
-        "since_sha": job.review_base_sha or "",
-        "previous_summary": job.previous_summary or "",
-    }
-
-
-@dataclass(frozen=True)
-class Prepared:
-    request: dict[str, Any]
-    repository: str
-    model: str
-    omitted: str  # JSON [[path, reason], ...]
-    input_tokens: int  # estimated
-    reserved: int  # worst-case micro-USD held against the budgets while in flight
-
-
-def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
-    """The batch request for a job, or the reason it is skipped (too large to review)."""
-    repo = effective_settings(settings, job)
-    price = settings.prices.price(repo.model)
-    room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
-    fitted = fit_diff(job.review_diff or job.diff, ignore=DEFAULT_IGNORES + repo.ignore,
-                      budget_tokens=max(min(repo.token_budget, room), 1000), hard_limit_tokens=repo.hard_limit_tokens)
-    if fitted.over_hard_limit:
-        return (f"the reviewable diff is over the hard limit of {repo.hard_limit_tokens:,} tokens; "
-                "split the pull request or raise hard_limit_tokens")
-    if not fitted.kept and fitted.omitted and fitted.tokens == 0:
-        return "every changed file is ignored (" + "; ".join(f"{o.path}: {o.reason}" for o in fitted.omitted[:5]) + ")"
-    prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
-    system: dict[str, Any] = {"type": "text", "text": prompt.system}
-    if repo.prompt_caching:  # tools + system prompt are the prefix every request of the repository shares
-        system["cache_control"] = {"type": "ephemeral", "ttl": repo.cache_ttl}
-    params = {
-        "model": repo.model,
-        "max_tokens": repo.max_tokens,
-        "system": [system],
-        "messages": [{"role": "user", "content": prompt.user}],
-        "tools": [REVIEW_TOOL],
-        "tool_choice": {"type": "tool", "name": TOOL_NAME},
-    }
-    tokens = estimate_tokens(json.dumps(REVIEW_TOOL)) + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
-    omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
-    return Prepared({"custom_id": custom_id(job.id), "params": params}, job.repository, repo.model, omitted,
-                    tokens, worst_case(tokens, repo, settings, batch=True))
 
 
 @dataclass
@@ -123,16 +44,10 @@ class _Pending:
     capacity: int = MAX_BATCH_REQUESTS  # what the organisation's batch queue still takes
 
 
-def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None, *, dry_run: bool = False) -> StageReport:
-    report = StageReport("submit" + (" (dry run)" if dry_run else ""))
-    names = list(repositories) if repositories is not None else [r.name for r in rt.settings.repositories]
-    names = [n for n in names if any(r.name == n for r in rt.settings.repositories)]
-    if dry_run:
-        from reviewer.estimate import estimate_queued
-
-        estimate_queued(rt, names, report)
-        return report
-    rt.batches  # a missing API key must fail before any job is claimed
+def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
+    report = StageReport("submit")
+    names = rt.repository_names(repositories)
+    rt.require_batches()
     with exclusive(rt.engine, "reviewer:submit") as mine:
         if not mine:
             report.note("another instance is submitting right now; its batch will carry these jobs")
@@ -157,7 +72,7 @@ def _queue_capacity(rt: Runtime) -> int:
     """Requests the batch queue still takes: the configured limit minus what our batches hold."""
     with rt.sessions() as session:
         held = session.scalar(select(func.coalesce(func.sum(Batch.request_count), 0))
-                              .where(Batch.state.in_(["creating", "submitted"]))) or 0
+                              .where(Batch.state.in_(list(BATCHES_IN_FLIGHT)))) or 0
     return max(rt.settings.anthropic.max_queued_requests - int(held), 0)
 
 
@@ -171,7 +86,7 @@ def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport
         _skip(rt, job, prepared, report)
         return pending
     if pending.capacity <= len(pending.jobs):
-        report.add("waiting for queue room")
+        report.add(Count.WAITING_FOR_QUEUE_ROOM)
         return pending
     size = len(json.dumps(prepared.request))
     if pending.jobs and (len(pending.jobs) >= MAX_BATCH_REQUESTS or pending.size + size > MAX_BATCH_BYTES):
@@ -186,9 +101,9 @@ def _skip(rt: Runtime, job: ReviewJob, reason: str, report: StageReport) -> None
     try:
         with transaction(rt.sessions) as session:
             transition(session, job.id, State.QUEUED, State.SKIPPED, now=rt.clock(), actor=rt.actor, reason=reason)
-    except ReviewerError:
-        return
-    report.add("skipped")
+    except ConcurrentTransition:
+        return  # another submitter took it
+    report.add(Count.SKIPPED)
     report.note(f"{job.repository}#{job.pr_number} skipped: {reason}")
 
 
@@ -197,9 +112,7 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
     now = rt.clock()
     with transaction(rt.sessions) as session:
         gate = BudgetGate.open(session, rt.settings, {p.repository for _, p in pending.jobs}, now)
-        batch = Batch(state="creating", request_count=0, owner=rt.actor, created_at=now)
-        session.add(batch)
-        session.flush()
+        batch = new_batch(session, owner=rt.actor, now=now)
         claimed = _claim(rt, session, batch.id, pending, gate, report)
         batch.request_count = len(claimed)
         batch_row_id = batch.id
@@ -223,8 +136,8 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
         report.error(f"batch of {len(requests)} requests not submitted: {exc.message}")
         raise
     _record_submitted(rt, batch_row_id, created.id)
-    report.add("submitted", len(requests))
-    report.add("batches")
+    report.add(Count.SUBMITTED, len(requests))
+    report.add(Count.BATCHES)
     report.note(f"batch {created.id}: {len(requests)} requests")
     return len(requests)
 
@@ -242,7 +155,7 @@ def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, gate
             transition(session, job_id, State.QUEUED, State.SUBMITTING, now=rt.clock(), actor=rt.actor,
                        lease_until=until, batch_id=batch_id, reason=f"being submitted in local batch {batch_id}",
                        model=prepared.model, omitted=prepared.omitted, reserved_micro_usd=prepared.reserved)
-        except ReviewerError:
+        except ConcurrentTransition:
             gate.release(prepared.repository, prepared.reserved)  # another submitter took it
             continue
         claimed.add(job_id)
@@ -253,21 +166,20 @@ def _over_budget(rt: Runtime, session: Session, job_id: int, why: str, report: S
     if rt.settings.budget.over_budget == "skip":
         try:
             transition(session, job_id, State.QUEUED, State.SKIPPED, now=rt.clock(), actor=rt.actor, reason=why)
-        except ReviewerError:
-            return
-        report.add("skipped (budget)")
+        except ConcurrentTransition:
+            return  # another submitter took it
+        report.add(Count.SKIPPED_BUDGET)
     else:
-        report.add("waiting for budget")
+        report.add(Count.WAITING_FOR_BUDGET)
     report.note(f"job {job_id}: {why}")
 
 
 def _record_submitted(rt: Runtime, batch_row_id: int, anthropic_id: str) -> None:
     now = rt.clock()
     with transaction(rt.sessions) as session:
-        batch = session.get_one(Batch, batch_row_id)
-        batch.anthropic_id, batch.state, batch.submitted_at = anthropic_id, "submitted", now
-        batch.processing_status = "in_progress"
-        for job in _jobs_of(session, batch_row_id, State.SUBMITTING):
+        set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.SUBMITTED, anthropic_id=anthropic_id,
+                        submitted_at=now, processing_status="in_progress")
+        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
             transition(session, job.id, State.SUBMITTING, State.SUBMITTED, now=now, actor=rt.actor,
                        reason=f"in batch {anthropic_id}", attempts=job.attempts + 1)
 
@@ -275,23 +187,17 @@ def _record_submitted(rt: Runtime, batch_row_id: int, anthropic_id: str) -> None
 def _abandon(rt: Runtime, batch_row_id: int, why: str) -> None:
     now = rt.clock()
     with transaction(rt.sessions) as session:
-        batch = session.get_one(Batch, batch_row_id)
-        batch.state, batch.error = "abandoned", why
-        for job in _jobs_of(session, batch_row_id, State.SUBMITTING):
+        set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.ABANDONED, error=why)
+        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
             transition(session, job.id, State.SUBMITTING, State.QUEUED, now=now, actor=rt.actor,
                        reason=f"batch was not created ({why}); queued again", batch_id=None)
-
-
-def _jobs_of(session: Session, batch_row_id: int, state: State) -> Sequence[ReviewJob]:
-    return session.scalars(select(ReviewJob).where(
-        ReviewJob.batch_id == batch_row_id, ReviewJob.state == state.value)).all()
 
 
 def reconcile_orphans(rt: Runtime, report: StageReport) -> None:
     """Batches whose creation was interrupted: adopt what the API created, requeue what it did not."""
     cutoff = rt.clock() - timedelta(seconds=rt.settings.intervals.lease_seconds)
     with rt.sessions() as session:
-        orphans = session.scalars(select(Batch).where(Batch.state == "creating", Batch.created_at < cutoff)
+        orphans = session.scalars(select(Batch).where(Batch.state == BatchState.CREATING, Batch.created_at < cutoff)
                                   .order_by(Batch.id)).all()
         known = set(session.scalars(select(Batch.anthropic_id).where(Batch.anthropic_id.is_not(None))))
     if not orphans:
@@ -312,4 +218,4 @@ def reconcile_orphans(rt: Runtime, report: StageReport) -> None:
             known.add(match.id)
             _record_submitted(rt, orphan.id, match.id)
             report.note(f"local batch {orphan.id}: creation was interrupted; adopted {match.id}")
-            report.add("adopted batches")
+            report.add(Count.ADOPTED_BATCHES)

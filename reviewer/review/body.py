@@ -46,10 +46,9 @@ def footer_line(footer: Footer) -> str:
             f"cost {cost} ({mode}; the standard API would have charged {standard})</sub>")
 
 
-def compose_review_body(review_text: str, footer: Footer, job_marker: str) -> str:
-    """Review + footer + marker, shortened if needed so the whole fits GitHub's 65,536 characters."""
-    text = sanitize_model_text(review_text) or "_The model returned an empty review._"
-    tail = f"\n\n---\n{footer_line(footer)}\n{job_marker}"
+def fit_to_limit(text: str, tail: str) -> str:
+    """`text` + `tail` (footer and marker, never cut), `text` shortened with a note if the whole would pass
+    GitHub's 65,536 characters."""
     room = GITHUB_BODY_LIMIT - len(tail)
     if len(text) > room:
         text = text[: room - len(TRUNCATION_NOTE)].rstrip() + TRUNCATION_NOTE

@@ -17,7 +17,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field, replace
 
-from reviewer.review.body import GITHUB_BODY_LIMIT, Footer, footer_line, sanitize_model_text
+from reviewer.review.body import GITHUB_BODY_LIMIT, Footer, fit_to_limit, footer_line, sanitize_model_text
 from reviewer.review.diffs import DiffIndex, anchor_range
 from reviewer.review.parse import SEVERITIES, Finding, ReviewDraft
 
@@ -163,16 +163,12 @@ def _body(draft: ReviewDraft, ctx: ReviewContext, inline: int, outside: list[tup
         parts.append(f"### Not reviewed ({len(ctx.omitted)} files)\n"
                      + "\n".join(f"- `{path}`: {reason}" for path, reason in ctx.omitted))
     tail = f"\n\n---\n<sub>{ctx.config_line}</sub>\n{footer_line(ctx.footer)}\n{ctx.marker}"
-    text = "\n\n".join(parts)
-    room = GITHUB_BODY_LIMIT - len(tail)
-    if len(text) > room:
-        text = text[: room - 60].rstrip() + "\n\n*(review shortened to fit GitHub's size limit)*"
-    return text + tail
+    return fit_to_limit("\n\n".join(parts), tail)
 
 
 def demote_inline(draft: ReviewDraft, index: DiffIndex, ctx: ReviewContext, why: str) -> ComposedReview:
     """The same review with every finding in the body (after GitHub refused the inline comments)."""
     no_inline = replace(ctx, max_inline=0)
-    composed = compose_review(replace(draft, problem=draft.problem), index, no_inline)
+    composed = compose_review(draft, index, no_inline)
     note = f"> **Note:** GitHub refused the inline comments ({why}); they are listed here instead.\n\n"
     return replace(composed, body=note + composed.body, notes=(why,))

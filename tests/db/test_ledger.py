@@ -15,7 +15,8 @@ from reviewer.cost import Usage
 from reviewer.db import transaction
 from reviewer.models import Batch, Result, ReviewJob
 from reviewer.poll import _store_chunk
-from reviewer.runtime import Runtime, StageReport
+from reviewer.report import Count, StageReport
+from reviewer.runtime import Runtime
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -117,7 +118,7 @@ def _result(rt: Runtime, session, repo: str, number: int, batch_id: int | None, 
         row.cache_creation_input_tokens = usage.cache_creation_input_tokens
         row.cache_read_input_tokens = usage.cache_read_input_tokens
         row.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
-        row.cost_micro_usd, row.standard_cost_micro_usd = cost.batch_micro_usd, cost.standard_micro_usd
+        row.cost_micro_usd, row.standard_cost_micro_usd = cost.charged_micro_usd, cost.standard_micro_usd
         row.cache_saved_micro_usd = cost.cache_saved_micro_usd
     session.add(row)
     return job.id

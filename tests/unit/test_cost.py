@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pathlib import Path
+
 import pytest
 
-from reviewer.cost import Usage, cost_of, format_usd, load_price_table, worst_case_micro_usd
+from reviewer.budget import worst_case
+from reviewer.config import Settings, settings_from_mapping
+from reviewer.cost import Usage, cost_of, format_usd, load_price_table
 
 TABLE = load_price_table()
 
@@ -43,15 +47,15 @@ def test_every_shipped_model_has_a_hand_computed_case() -> None:
 def test_cost_without_cache(model: str) -> None:
     standard = FAMILY[MODEL_FAMILY[model]][0]
     cost = cost_of(PLAIN, TABLE.price(model))
-    assert (cost.standard_micro_usd, cost.batch_micro_usd, cost.cache_saved_micro_usd) == (standard, standard // 2, 0)
-    assert cost_of(PLAIN, TABLE.price(model), batch=False).batch_micro_usd == standard
+    assert (cost.standard_micro_usd, cost.charged_micro_usd, cost.cache_saved_micro_usd) == (standard, standard // 2, 0)
+    assert cost_of(PLAIN, TABLE.price(model), batch=False).charged_micro_usd == standard
 
 
 @pytest.mark.parametrize("model", sorted(MODEL_FAMILY))
 def test_cost_with_cache_writes_and_reads(model: str) -> None:
     standard = FAMILY[MODEL_FAMILY[model]][1]
     cost = cost_of(CACHED, TABLE.price(model))
-    assert (cost.standard_micro_usd, cost.batch_micro_usd) == (standard, standard // 2)
+    assert (cost.standard_micro_usd, cost.charged_micro_usd) == (standard, standard // 2)
 
 
 def test_cache_saving_is_what_the_cached_tokens_would_have_cost_uncached() -> None:
@@ -62,26 +66,38 @@ def test_cache_saving_is_what_the_cached_tokens_would_have_cost_uncached() -> No
 
 def test_cache_creation_without_ttl_breakdown_is_priced_as_five_minutes() -> None:
     usage = Usage(0, 0, cache_creation_input_tokens=1000)
-    assert cost_of(usage, TABLE.price("claude-sonnet-4-6"), batch=False).batch_micro_usd == 3750
+    assert cost_of(usage, TABLE.price("claude-sonnet-4-6"), batch=False).charged_micro_usd == 3750
 
 
 def test_reference_workload() -> None:
     # 5,000 reviews of 20,000 input + 5,000 output tokens on Opus 4.7.
     one = cost_of(Usage(20_000, 5_000), TABLE.price("claude-opus-4-7"))
-    assert format_usd(one.batch_micro_usd * 5000) == "$562.50"
+    assert format_usd(one.charged_micro_usd * 5000) == "$562.50"
     assert format_usd(one.standard_micro_usd * 5000) == "$1,125.00"
 
 
 def test_rounding_happens_once_half_up() -> None:
     # 1 token at $0.50/MTok cache read * 0.1 ... : 3 read tokens on haiku = 3 * 0.1 = 0.3 µ$ standard.
     assert cost_of(Usage(0, 0, cache_read_input_tokens=3), TABLE.price("claude-haiku-4-5"), batch=False
-                   ).batch_micro_usd == 0
+                   ).charged_micro_usd == 0
     assert cost_of(Usage(0, 0, cache_read_input_tokens=5), TABLE.price("claude-haiku-4-5"), batch=False
-                   ).batch_micro_usd == 1  # 0.5 rounds up
+                   ).charged_micro_usd == 1  # 0.5 rounds up
 
 
-def test_worst_case_is_all_input_plus_max_tokens() -> None:
-    assert worst_case_micro_usd(20_000, 8_192, TABLE.price("claude-opus-4-7")) == 50_000 + 102_400
+def _settings(**repo: object) -> Settings:
+    return settings_from_mapping({"repositories": [{"name": "a/b", "model": "claude-opus-4-7", "max_tokens": 8192,
+                                                    **repo}]}, "reviewer.yml", {}, Path("."))
+
+
+@pytest.mark.parametrize("repo,batch,expected", [
+    ({}, True, 50_000 + 102_400),  # all input at the batch price, output at max_tokens
+    ({}, False, 100_000 + 204_800),  # the express lane: standard price
+    ({"prompt_caching": True}, True, 100_000 + 102_400),  # every input token a 1-hour cache write (2x)
+    ({"prompt_caching": True, "cache_ttl": "5m"}, True, 62_500 + 102_400),  # a 5-minute write (1.25x)
+])
+def test_worst_case_is_all_input_plus_max_tokens(repo: dict[str, object], batch: bool, expected: int) -> None:
+    settings = _settings(**repo)
+    assert worst_case(20_000, settings.repo("a/b"), settings, batch=batch) == expected
 
 
 def test_price_overrides_replace_and_add_rows() -> None:

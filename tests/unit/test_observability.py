@@ -22,7 +22,7 @@ from reviewer.logs import (
 )
 from reviewer.metrics import StepMetrics, _labels, _number, timed_step
 from reviewer.pipeline import format_duration, progress_line
-from reviewer.runtime import StageReport
+from reviewer.report import StageReport
 
 TOKEN = "0f3c9a-plain-looking-github-token-value"  # no ghp_ prefix: only its known value can redact it
 KEY = "an-anthropic-key-without-its-prefix-0123"

@@ -1,4 +1,4 @@
-"""The state machine's table, exhaustively."""
+"""The state machines' tables (jobs and batches), exhaustively."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ import itertools
 
 import pytest
 
-from reviewer.queue import TERMINAL, TRANSITIONS, State, allowed
+from reviewer.batchops import FINISHED
+from reviewer.queue import (
+    BATCH_TERMINAL,
+    BATCH_TRANSITIONS,
+    BATCHES_IN_FLIGHT,
+    INITIAL,
+    TERMINAL,
+    TRANSITIONS,
+    BatchState,
+    State,
+    allowed,
+    batch_allowed,
+)
 
 EXPECTED = {
     (State.QUEUED, State.SUBMITTING), (State.QUEUED, State.SKIPPED), (State.QUEUED, State.STALE),
@@ -42,3 +54,31 @@ def test_every_open_state_can_reach_a_terminal_state() -> None:
                     seen.add(nxt)
                     frontier.append(nxt)
         assert seen & TERMINAL, start
+
+
+# --- the batch state machine ----------------------------------------------------------------------
+
+BATCH_EXPECTED = {
+    (BatchState.CREATING, BatchState.SUBMITTED), (BatchState.CREATING, BatchState.ABANDONED),
+    (BatchState.SUBMITTED, BatchState.ENDED), (BatchState.SUBMITTED, BatchState.MISSING),
+    (BatchState.SUBMITTED, BatchState.ARCHIVED),
+}
+
+
+@pytest.mark.parametrize("source,target", list(itertools.product(BatchState, BatchState)))
+def test_batch_transition_table(source: BatchState, target: BatchState) -> None:
+    assert batch_allowed(source, target) == ((source, target) in BATCH_EXPECTED)
+
+
+def test_batch_terminal_and_in_flight_states() -> None:
+    assert set(BATCH_TRANSITIONS) == set(BatchState)
+    assert BATCH_TERMINAL == {BatchState.ENDED, BatchState.ABANDONED, BatchState.MISSING, BatchState.ARCHIVED}
+    assert BATCHES_IN_FLIGHT == set(BatchState) - BATCH_TERMINAL
+
+
+def test_every_finished_batch_state_has_an_explanation_for_cancel() -> None:
+    assert set(FINISHED) == BATCH_TERMINAL
+
+
+def test_jobs_are_created_only_queued_or_skipped() -> None:
+    assert INITIAL == {State.QUEUED, State.SKIPPED}

@@ -1,0 +1,181 @@
+"""A review job outside any stage: what every stage needs to know about one, so that no stage imports
+another.
+
+- its name on the wire (`custom_id`: `job-<id>`) and back (`job_id_from`);
+- its effective settings (the central ones with the repository rules it was collected with);
+- its request (`prepare_request`: trimmed diff, rendered prompt, worst case to reserve) or the reason
+  it cannot be reviewed;
+- its result rows (`result_row`, priced), the latest succeeded one, and the jobs of a batch;
+- the operator's cancel of its batch (`canceled_by_operator`, `requeue_canceled`).
+
+Reads and row-building only; the state of a job is written by `queue.transition()` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reviewer.batches import ResultLine
+from reviewer.budget import worst_case
+from reviewer.config import RepoSettings, Settings
+from reviewer.cost import cost_of
+from reviewer.models import Batch, Result, ResultType, ReviewJob
+from reviewer.queue import State, transition
+from reviewer.review.diffs import changed_files, number_new_side
+from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
+from reviewer.review.render import render_prompt
+from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
+from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
+
+log = logging.getLogger("reviewer.jobs")
+PROMPT_OVERHEAD_TOKENS = 8_000  # system prompt, tool schema and PR metadata around the diff
+CUSTOM_ID_PREFIX = "job"
+
+
+# --- identity -------------------------------------------------------------------------------------
+
+
+def custom_id(job_id: int) -> str:
+    return f"{CUSTOM_ID_PREFIX}-{job_id}"
+
+
+def job_id_from(custom: str) -> int | None:
+    prefix, _, number = custom.partition("-")
+    return int(number) if prefix == CUSTOM_ID_PREFIX and number.isdigit() else None
+
+
+# --- the request ----------------------------------------------------------------------------------
+
+
+def effective_settings(settings: Settings, job: ReviewJob) -> RepoSettings:
+    """The repository's central settings with the rules it had on its default branch at collection."""
+    repo = settings.repo(job.repository)
+    if not job.repo_rules:
+        return repo
+    return apply_rules(repo, rules_from_json(job.repo_rules), settings, f"{job.repository}:{REPO_CONFIG_PATH}")
+
+
+def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -> dict[str, Any]:
+    return {
+        "repo": job.repository,
+        "pr": {"number": job.pr_number, "title": job.title, "author": job.author, "body": job.body,
+               "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
+               "labels": [label for label in job.labels.split(",") if label]},
+        "diff": number_new_side(fitted.diff),
+        "files": list(fitted.kept) or changed_files(fitted.diff),
+        "omitted": [{"path": o.path, "reason": o.reason} for o in fitted.omitted],
+        "instructions": repo.instructions,
+        "model": repo.model,
+        "incremental": job.review_base_sha is not None,
+        "since_sha": job.review_base_sha or "",
+        "previous_summary": job.previous_summary or "",
+    }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job's batch request, and what the stages record about it."""
+
+    request: dict[str, Any]
+    repository: str
+    model: str
+    omitted: str  # JSON [[path, reason], ...]: the files the model will not see, and why
+    input_tokens: int  # an estimate (3.5 characters a token); the API's count comes with the result
+    reserved: int  # the batch-priced worst case, micro-USD, held against the budgets while in flight
+
+
+def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
+    """The batch request for a job, or the reason it is skipped (too large to review)."""
+    repo = effective_settings(settings, job)
+    price = settings.prices.price(repo.model)
+    room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
+    fitted = fit_diff(job.review_diff or job.diff, ignore=DEFAULT_IGNORES + repo.ignore,
+                      budget_tokens=max(min(repo.token_budget, room), 1000), hard_limit_tokens=repo.hard_limit_tokens)
+    if fitted.over_hard_limit:
+        return (f"the reviewable diff is over the hard limit of {repo.hard_limit_tokens:,} tokens; "
+                "split the pull request or raise hard_limit_tokens")
+    if not fitted.kept and fitted.omitted and fitted.tokens == 0:
+        return "every changed file is ignored (" + "; ".join(f"{o.path}: {o.reason}" for o in fitted.omitted[:5]) + ")"
+    prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
+    system: dict[str, Any] = {"type": "text", "text": prompt.system}
+    if repo.prompt_caching:  # tools + system prompt are the prefix every request of the repository shares
+        system["cache_control"] = {"type": "ephemeral", "ttl": repo.cache_ttl}
+    params = {
+        "model": repo.model,
+        "max_tokens": repo.max_tokens,
+        "system": [system],
+        "messages": [{"role": "user", "content": prompt.user}],
+        "tools": [REVIEW_TOOL],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+    }
+    tokens = estimate_tokens(json.dumps(REVIEW_TOOL)) + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
+    omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
+    return Prepared({"custom_id": custom_id(job.id), "params": params}, job.repository, repo.model, omitted,
+                    tokens, worst_case(tokens, repo, settings, batch=True))
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+def result_row(settings: Settings, batch_id: int | None, job: ReviewJob, line: ResultLine, *, now: datetime,
+               batch: bool = True) -> Result:
+    """The stored row of one result line, priced from its usage (batch or standard price)."""
+    row = Result(batch_id=batch_id, job_id=job.id, custom_id=line.custom_id, result_type=line.type,
+                 is_batch=batch, model=line.model or job.model, stop_reason=line.stop_reason, text=line.text,
+                 content_json=line.content_json, error_type=line.error_type, error_message=line.error_message,
+                 created_at=now)
+    if line.type == ResultType.SUCCEEDED and line.usage is not None:
+        _price(settings, row, job, line, batch)
+    return row
+
+
+def _price(settings: Settings, row: Result, job: ReviewJob, line: ResultLine, batch: bool) -> None:
+    usage = line.usage
+    assert usage is not None
+    row.input_tokens, row.output_tokens = usage.input_tokens, usage.output_tokens
+    row.cache_creation_input_tokens = usage.cache_creation_input_tokens
+    row.cache_read_input_tokens = usage.cache_read_input_tokens
+    row.cache_creation_5m_tokens = usage.cache_creation_5m_tokens
+    row.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
+    price = settings.prices.models.get(row.model or "") or settings.prices.models.get(job.model or "")
+    if price is None:
+        log.error("no price for model %r: result of job %s recorded without cost", row.model, job.id)
+        return
+    cost = cost_of(usage, price, batch=batch)
+    row.cost_micro_usd, row.standard_cost_micro_usd = cost.charged_micro_usd, cost.standard_micro_usd
+    row.cache_saved_micro_usd = cost.cache_saved_micro_usd
+
+
+def latest_result(session: Session, job_id: int) -> Result | None:
+    """The newest succeeded result of a job (a job answered twice, e.g. after a retry, keeps both)."""
+    return session.scalars(select(Result).where(Result.job_id == job_id,
+                                                Result.result_type == ResultType.SUCCEEDED.value)
+                           .order_by(Result.id.desc()).limit(1)).first()
+
+
+def jobs_of_batch(session: Session, batch_id: int, state: State) -> Sequence[ReviewJob]:
+    return session.scalars(select(ReviewJob).where(
+        ReviewJob.batch_id == batch_id, ReviewJob.state == state.value).order_by(ReviewJob.id)).all()
+
+
+# --- an operator's cancel -------------------------------------------------------------------------
+
+
+def canceled_by_operator(session: Session, job: ReviewJob) -> bool:
+    batch = session.get(Batch, job.batch_id) if job.batch_id is not None else None
+    return batch is not None and batch.cancel_requested_at is not None
+
+
+def requeue_canceled(session: Session, job: ReviewJob, *, now: datetime, actor: str | None) -> None:
+    """A request an operator canceled goes back to the queue, and the attempt it used is given back."""
+    transition(session, job.id, State.SUBMITTED, State.QUEUED, now=now, actor=actor,
+               attempts=max(job.attempts - 1, 0),
+               reason="its batch was canceled by an operator; queued again (the attempt is not counted)")
