@@ -1,7 +1,7 @@
 """Thin adapter over the anthropic SDK's Message Batches API: create, retrieve, list, cancel and the
 streamed results, with the SDK's failures translated into `AnthropicError`.
 
-Traps it avoids (see shared/reference/anthropic-batches.md): the SDK sends no idempotency key, so
+Traps it avoids: the SDK sends no idempotency key, so
 `create` is sent with retries off (a crash or timeout is reconciled from `list` instead); the results
 decoder leaves the HTTP response open on error, so it is always closed; results are streamed, never
 held in memory.

@@ -48,9 +48,7 @@ def _runtime(ctx: click.Context, migrate: bool = False) -> Runtime:
 
 
 def _print(report: StageReport) -> None:
-    click.echo(report.summary())
-    for line in report.notes:
-        click.echo(f"  {line}")
+    click.echo(report.lines())
     for line in report.errors:
         click.echo(f"  problem: {line}", err=True)
 

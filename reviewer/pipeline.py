@@ -74,15 +74,20 @@ def wait_for_batches(rt: Runtime, progress: Progress = _quiet, stop: threading.E
     return reports
 
 
+def collect_and_expedite(rt: Runtime) -> tuple[StageReport, StageReport]:
+    """Collection, then the express lane for what it found labelled for an immediate review."""
+    return collect_pulls(rt), review_express(rt)
+
+
 def run_cycle(rt: Runtime, progress: Progress = _quiet, stop: threading.Event | None = None,
               clock: Clock = time.monotonic) -> list[StageReport]:
     stop = stop or threading.Event()
     started = clock()
-    reports = [collect_pulls(rt)]
-    progress(reports[-1].lines())
-    reports.append(review_express(rt))
-    if reports[-1].counts or reports[-1].errors:
-        progress(reports[-1].lines())
+    collected, express = collect_and_expedite(rt)
+    reports = [collected, express]
+    progress(collected.lines())
+    if express.counts or express.errors:
+        progress(express.lines())
     reports.append(submit_queued(rt))
     progress(reports[-1].lines())
     reports += wait_for_batches(rt, progress, stop, clock=clock, started=started)

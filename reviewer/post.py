@@ -14,6 +14,7 @@ marker among the service's own reviews and records that review instead of postin
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -34,11 +35,11 @@ from reviewer.runtime import Runtime
 CLAIM_CHUNK = 100
 
 
-def post_answered(rt: Runtime, repositories: list[str] | None = None) -> StageReport:
+def post_answered(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
     report = StageReport("post")
     _release_expired(rt, report)
-    for job in iter_claimable(rt.sessions, State.ANSWERED, clock=rt.clock, repositories=repositories,
-                              chunk=CLAIM_CHUNK):
+    names = None if repositories is None else list(repositories)
+    for job in iter_claimable(rt.sessions, State.ANSWERED, clock=rt.clock, repositories=names, chunk=CLAIM_CHUNK):
         if not _post_one(rt, job, report):
             break  # rate limited: the rest waits for the next run
     return report

@@ -22,10 +22,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.collect import collect_pulls
-from reviewer.express import review_express
 from reviewer.config import RepoSettings
 from reviewer.locks import single_instance
 from reviewer.models import RepoState
+from reviewer.pipeline import collect_and_expedite
 from reviewer.metrics import serve_metrics, timed_step
 from reviewer.poll import poll_batches
 from reviewer.post import post_answered
@@ -50,9 +50,7 @@ def _step(name: str, run: Callable[[], StageReport], stop: threading.Event) -> C
 
 
 def _collect_and_expedite(rt: Runtime) -> StageReport:
-    """Collection, then the express lane for what it found labelled for an immediate review."""
-    collected = collect_pulls(rt)
-    express = review_express(rt)
+    collected, express = collect_and_expedite(rt)
     if express.counts or express.errors:
         log.info("%s", express.summary())
     return collected

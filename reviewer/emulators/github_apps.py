@@ -79,7 +79,7 @@ class AppRegistry:
         """The App that signed `token`, or the message of GitHub's 401."""
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-            app = self.apps.get(int(issuer))
+            app = self.apps.get(int(str(issuer)))
         except (jwt.InvalidTokenError, TypeError, ValueError):
             return NOT_DECODED
         if app is None:

@@ -1,7 +1,7 @@
 """Thin adapter over PyGithub: the calls the pipeline makes, and the translation of GitHub's failures
 into `GitHubError`s with one clear line. No decisions are made here.
 
-Traps it avoids (see shared/reference/github.md): PyGithub's default retry re-sends a POST up to ten
+Traps it avoids: PyGithub's default retry re-sends a POST up to ten
 times on 5xx, so reads retry and writes never do (posting is made idempotent by a marker instead);
 PyGithub has no call for the diff media type, so the diff is fetched through its requester; GitHub
 refuses the diff above 300 files (406), so the per-file listing is the fallback; PyGithub lists never

@@ -1,7 +1,7 @@
-"""Fit a pull request's diff into one review request (issue 3, "Large pull requests"). Pure.
+"""Fit a pull request's diff into one review request. Pure.
 
-Peers fail on big PRs in four ways (peers.md §2 #23-#27): the request errors out, files are pruned without
-a word, a green check with no comments, or an invented review. So here:
+AI reviewers are known to fail on big pull requests in four ways: the request errors out, files are pruned
+without a word, a green check with no comments, or an invented review. So here:
 
 - files the model should not read (lock files, bundles, generated code, vendored code, media) are left out
   by gitignore-syntax patterns before anything is counted;
