@@ -2,117 +2,56 @@
 environment, validated completely at start-up into a frozen `Settings`.
 
 Precedence: command-line flag, then environment (`REVIEWER_DATABASE_URL`, `GITHUB_API_URL`,
-`ANTHROPIC_BASE_URL`), then the file, then the defaults below. Secrets (`GITHUB_TOKEN`,
-`ANTHROPIC_API_KEY`) come only from the environment. Every mistake becomes one `ConfigError` line that
-names the key and what to put there instead.
+`ANTHROPIC_BASE_URL`), then the file, then the defaults (below; the per-repository options and their
+defaults are declared once, in `reviewer.options`). Secrets (`GITHUB_TOKEN`, `ANTHROPIC_API_KEY`) come
+only from the environment. Every mistake becomes one `ConfigError` line that names the key and what to
+put there instead.
+
+A repository's settings are `defaults` merged with its `repositories[]` entry by `options.merge`; only
+the facts a field cannot check alone (owner/name, model priced, template installed, patterns valid, cron
+valid) are checked here. The old `skip_drafts` is read as `skip.drafts`, with one deprecation line per use.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from reviewer.cost import PriceTable, load_price_table
 from reviewer.errors import ConfigError
+from reviewer.options import RepoEntry, RepoOptions, Strict, check_patterns, merge, validated
+from reviewer.options import RepoSettings as RepoSettings  # re-exported: the names the rest of the code imports
+from reviewer.options import ReviewRules as ReviewRules
+from reviewer.options import Skip as Skip
 from reviewer.review.render import template_exists
-from reviewer.review.trim import parse_ignore
 
 DEFAULT_CONFIG_PATH = "reviewer.yml"
 DEFAULT_DATABASE_URL = "sqlite:///reviewer.db"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 NAMED_SCHEDULES = {"nightly": "0 2 * * *", "weekly": "0 2 * * 1"}
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+log = logging.getLogger("reviewer.config")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Severity = Literal["critical", "high", "medium", "low"]
-ReviewMode = Literal["incremental", "full"]
-CacheTTL = Literal["5m", "1h"]
-
-
-class SkipRules(_Strict):
-    """Pull requests that are not reviewed; each skip is recorded with its reason."""
-
-    drafts: bool | None = None
-    bots: bool | None = None
-    labels: list[str] | None = None
-    title_patterns: list[str] | None = None  # regular expressions, searched case-insensitively
-    authors: list[str] | None = None
-
-
-class ReviewRules(_Strict):
-    """What `.github/reviewer.yml` in a repository (read from its default branch) may set."""
-
-    instructions: str | None = None
-    ignore: list[str] | None = None  # gitignore-syntax patterns added to the defaults
-    template: str | None = None
-    model: str | None = None
-    severity_threshold: Severity | None = None
-    max_inline_comments: int | None = Field(default=None, ge=0, le=100)
-    review_mode: ReviewMode | None = None
-    skip: SkipRules | None = None
-
-
-class RepoOverrides(ReviewRules):
-    """Per-repository settings in the central config; anything left out comes from `defaults`."""
-
-    max_tokens: int | None = Field(default=None, ge=1, le=300_000)
-    schedule: str | None = None
-    skip_drafts: bool | None = None
-    max_attempts: int | None = Field(default=None, ge=1, le=20)
-    token_budget: int | None = Field(default=None, ge=1000)
-    hard_limit_tokens: int | None = Field(default=None, ge=1000)
-    read_repo_config: bool | None = None
-    monthly_budget_usd: float | None = Field(default=None, ge=0)
-    prompt_caching: bool | None = None
-    cache_ttl: CacheTTL | None = None
-    express_label: str | None = None
-
-
-class RepoEntry(RepoOverrides):
-    name: str
-
-
-class Defaults(_Strict):
-    model: str = "claude-opus-4-7"
-    max_tokens: int = Field(default=8192, ge=1, le=300_000)
-    schedule: str = "nightly"
-    template: str = "review"
-    instructions: str = ""
-    skip_drafts: bool = True
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    ignore: list[str] = Field(default_factory=list)
-    severity_threshold: Severity = "low"
-    max_inline_comments: int = Field(default=30, ge=0, le=100)
-    review_mode: ReviewMode = "incremental"
-    skip: SkipRules = SkipRules(bots=True, labels=["no-review", "skip-review"], title_patterns=[r"^\s*\[?wip\b"])
-    token_budget: int = Field(default=120_000, ge=1000)  # diff tokens per request; the rest is left out
-    hard_limit_tokens: int = Field(default=1_000_000, ge=1000)  # reviewable diff above this: skipped
-    read_repo_config: bool = True  # honour .github/reviewer.yml on the default branch
-    prompt_caching: bool = False  # cache the shared prefix (tools + system prompt) across a batch
-    cache_ttl: CacheTTL = "1h"  # batches can run longer than 5 minutes
-    express_label: str = "review-now"  # this label sends a PR through the standard API at once ("" = off)
-
-
-class Intervals(_Strict):
+class Intervals(Strict):
     collect_seconds: float = Field(default=300, gt=0)
     poll_seconds: float = Field(default=120, gt=0)
     post_seconds: float = Field(default=120, gt=0)
     lease_seconds: float = Field(default=600, gt=0)
 
 
-class GitHubOptions(_Strict):
+class GitHubOptions(Strict):
     api_url: str | None = None
     request_pause_seconds: float = Field(default=0.0, ge=0)
     write_pause_seconds: float = Field(default=1.0, ge=0)  # ~60 reviews/min, under GitHub's 80/min
@@ -123,20 +62,20 @@ class GitHubOptions(_Strict):
     installation_id: int | None = Field(default=None, ge=1)  # default: looked up per repository
 
 
-class AnthropicOptions(_Strict):
+class AnthropicOptions(Strict):
     base_url: str | None = None
     timeout_seconds: float = Field(default=600, gt=0)
     max_queued_requests: int = Field(default=100_000, ge=1)  # the organisation's batch queue limit
     count_tokens: bool = True  # measure dry runs with the count_tokens endpoint where reachable
 
 
-class BudgetOptions(_Strict):
+class BudgetOptions(Strict):
     monthly_usd: float | None = Field(default=None, ge=0)  # all repositories together; None = no limit
     warn_at: float = Field(default=0.8, gt=0, le=1)
     over_budget: Literal["wait", "skip"] = "wait"  # jobs that do not fit wait for next month, or are skipped
 
 
-class MetricsOptions(_Strict):
+class MetricsOptions(Strict):
     """`reviewer run`'s /healthz and /metrics server; port 0 picks a free port (logged at start)."""
 
     host: str = "127.0.0.1"
@@ -144,11 +83,11 @@ class MetricsOptions(_Strict):
     enabled: bool = True
 
 
-class FileConfig(_Strict):
+class FileConfig(Strict):
     database_url: str | None = None
     timezone: str = "UTC"
     prompts_dir: str | None = None
-    defaults: Defaults = Defaults()
+    defaults: RepoOptions = RepoOptions()
     repositories: list[RepoEntry] = Field(default_factory=list)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     intervals: Intervals = Intervals()
@@ -156,39 +95,6 @@ class FileConfig(_Strict):
     anthropic: AnthropicOptions = AnthropicOptions()
     budget: BudgetOptions = BudgetOptions()
     metrics: MetricsOptions = MetricsOptions()
-
-
-@dataclass(frozen=True)
-class Skip:
-    drafts: bool = True
-    bots: bool = True
-    labels: tuple[str, ...] = ()
-    title_patterns: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RepoSettings:
-    name: str
-    model: str
-    max_tokens: int
-    schedule: str  # the cron expression (named schedules already expanded)
-    template: str
-    instructions: str
-    skip_drafts: bool
-    max_attempts: int
-    ignore: tuple[str, ...] = ()
-    severity_threshold: str = "low"
-    max_inline_comments: int = 30
-    review_mode: str = "incremental"
-    skip: Skip = Skip()
-    token_budget: int = 120_000
-    hard_limit_tokens: int = 1_000_000
-    read_repo_config: bool = True
-    monthly_budget_micro_usd: int | None = None
-    prompt_caching: bool = False
-    cache_ttl: str = "1h"
-    express_label: str = "review-now"
 
 
 @dataclass(frozen=True)
@@ -226,21 +132,6 @@ class Settings:
         raise ConfigError(self.source, "repositories", f"{name} is not configured; add it to the file")
 
 
-def _pydantic_error_line(source: str, error: ValidationError) -> ConfigError:
-    first = error.errors()[0]
-    key = ""
-    for part in first["loc"]:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        problem = "unknown key; remove it or fix its spelling (see reviewer.example.yml)"
-    elif kind == "missing":
-        problem = "required key is missing"
-    else:
-        problem = f"{first['msg']} (got {first.get('input')!r})"
-    return ConfigError(source, key, problem)
-
-
 def _cron(source: str, key: str, schedule: str, timezone: str) -> str:
     expression = NAMED_SCHEDULES.get(schedule, schedule)
     try:
@@ -257,62 +148,45 @@ def _merge_repo(source: str, index: int, entry: RepoEntry, file: FileConfig, pri
     key = f"repositories[{index}]"
     if not REPO_NAME.match(entry.name):
         raise ConfigError(source, f"{key}.name", f"{entry.name!r} is not an owner/name repository")
-    d = file.defaults
-    model = entry.model or d.model
-    if model not in prices.models:
-        raise ConfigError(source, f"{key}.model", f"unknown model {model!r}; known: "
+    merged = merge(file.defaults, entry)
+    if merged.model not in prices.models:
+        raise ConfigError(source, f"{key}.model", f"unknown model {merged.model!r}; known: "
                           f"{', '.join(sorted(prices.models))} (or add it under prices:)")
-    template = entry.template or d.template
+    template = merged.template
     if not template_exists(template, prompts_dir):
         raise ConfigError(source, f"{key}.template", f"no template {template!r}: expected "
                           f"{template}.system.j2 and {template}.user.j2 in prompts_dir or the built-in prompts")
-    skip_drafts = d.skip_drafts if entry.skip_drafts is None else entry.skip_drafts
-    _check_ignore(source, f"{key}.ignore", list(d.ignore) + list(entry.ignore or ()))
-    _check_patterns(source, f"{key}.skip.title_patterns", (entry.skip or d.skip).title_patterns or [])
-    return RepoSettings(
-        name=entry.name,
-        model=model,
-        max_tokens=entry.max_tokens or d.max_tokens,
-        schedule=_cron(source, f"{key}.schedule", entry.schedule or d.schedule, file.timezone),
-        template=template,
-        instructions=entry.instructions if entry.instructions is not None else d.instructions,
-        skip_drafts=skip_drafts,
-        max_attempts=entry.max_attempts or d.max_attempts,
-        ignore=tuple(d.ignore) + tuple(entry.ignore or ()),
-        severity_threshold=entry.severity_threshold or d.severity_threshold,
-        max_inline_comments=d.max_inline_comments if entry.max_inline_comments is None else entry.max_inline_comments,
-        review_mode=entry.review_mode or d.review_mode,
-        skip=_skip(d.skip, entry.skip, skip_drafts),
-        token_budget=entry.token_budget or d.token_budget,
-        hard_limit_tokens=entry.hard_limit_tokens or d.hard_limit_tokens,
-        read_repo_config=d.read_repo_config if entry.read_repo_config is None else entry.read_repo_config,
-        monthly_budget_micro_usd=None if entry.monthly_budget_usd is None else round(entry.monthly_budget_usd * 1e6),
-        prompt_caching=d.prompt_caching if entry.prompt_caching is None else entry.prompt_caching,
-        cache_ttl=entry.cache_ttl or d.cache_ttl,
-        express_label=d.express_label if entry.express_label is None else entry.express_label,
-    )
+    check_patterns(source, f"{key}.", merged)
+    budget = None if entry.monthly_budget_usd is None else round(entry.monthly_budget_usd * 1e6)
+    return RepoSettings(**{**dict(merged), "name": entry.name, "monthly_budget_micro_usd": budget,
+                           "schedule": _cron(source, f"{key}.schedule", merged.schedule, file.timezone)})
 
 
-def _skip(base: SkipRules, override: SkipRules | None, drafts: bool) -> Skip:
-    merged = {**base.model_dump(exclude_none=True), **(override.model_dump(exclude_none=True) if override else {})}
-    return Skip(drafts=merged.get("drafts", drafts), bots=merged.get("bots", True),
-                labels=tuple(merged.get("labels", ())), title_patterns=tuple(merged.get("title_patterns", ())),
-                authors=tuple(merged.get("authors", ())))
+def _skip_drafts_alias(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The old top-level `skip_drafts` (in `defaults` and in `repositories[]` entries) is `skip.drafts`;
+    each use logs one deprecation line."""
+    raw = dict(raw)
+    if isinstance(raw.get("defaults"), Mapping):
+        raw["defaults"] = _alias(raw["defaults"], source, "defaults", RepoOptions().skip.model_dump())
+    if isinstance(raw.get("repositories"), list):
+        raw["repositories"] = [_alias(entry, source, f"repositories[{i}]", {}) if isinstance(entry, Mapping)
+                               else entry for i, entry in enumerate(raw["repositories"])]
+    return raw
 
 
-def _check_ignore(source: str, key: str, patterns: list[str]) -> None:
-    try:
-        parse_ignore(patterns)
-    except ValueError as exc:
-        raise ConfigError(source, key, str(exc)) from None
-
-
-def _check_patterns(source: str, key: str, patterns: list[str]) -> None:
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(source, key, f"{pattern!r} is not a valid regular expression ({exc})") from None
+def _alias(section: Mapping[str, Any], source: str, key: str, inherited: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`skip_drafts: x` becomes `skip.drafts: x` unless `skip.drafts` is set; `inherited` is what an
+    absent `skip` means in this section."""
+    if "skip_drafts" not in section:
+        return section
+    rest = {name: value for name, value in section.items() if name != "skip_drafts"}
+    drafts = section["skip_drafts"]
+    log.warning("%s: %s.skip_drafts is deprecated; write skip: {drafts: %s}", source, key,
+                json.dumps(drafts, default=str))
+    skip = rest.get("skip")
+    if skip is None or (isinstance(skip, Mapping) and "drafts" not in skip):
+        rest["skip"] = {**(inherited if skip is None else skip), "drafts": drafts}
+    return rest
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -333,10 +207,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str, str],
                           base_dir: Path) -> Settings:
-    try:
-        file = FileConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise _pydantic_error_line(source, exc) from None
+    file = validated(FileConfig, _skip_drafts_alias(raw, source), source)
     try:
         ZoneInfo(file.timezone)
     except (ZoneInfoNotFoundError, ValueError):

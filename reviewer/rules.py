@@ -1,22 +1,27 @@
 """Per-repository review rules, pure: `.github/reviewer.yml` as read from the repository's default
 branch (never from the pull request's head, so a PR cannot rewrite its own review rules) laid over
 the central settings, and the skip rules that decide which pull requests are not reviewed.
+
+Invariants: the file may set only the options that `reviewer.options` marks `repo_file` (`ReviewRules`
+is derived from that declaration), and they combine with the central settings by the same
+`options.merge` as `defaults` and a `repositories[]` entry. Rules stored as JSON by any version read back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
-from pydantic import ValidationError
 
-from reviewer.config import RepoSettings, ReviewRules, Settings, Skip, _check_ignore, _pydantic_error_line
+from reviewer.config import RepoSettings, ReviewRules, Settings, Skip
 from reviewer.errors import ConfigError
-from reviewer.github import PullSummary
+from reviewer.options import check_patterns, merge, validated
 from reviewer.review.render import template_exists
+
+if TYPE_CHECKING:
+    from reviewer.github import PullSummary
 
 REPO_CONFIG_PATH = ".github/reviewer.yml"
 
@@ -28,50 +33,23 @@ def parse_repo_rules(text: str, source: str) -> ReviewRules:
         raise ConfigError(source, "", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the top level must be a mapping (instructions, ignore, skip, ...)")
-    try:
-        return ReviewRules.model_validate(raw)
-    except ValidationError as exc:
-        raise _pydantic_error_line(source, exc) from None
+    return validated(ReviewRules, raw, source)
 
 
 def apply_rules(repo: RepoSettings, rules: ReviewRules, settings: Settings, source: str) -> RepoSettings:
     """The central settings with the repository's own rules on top; invalid values are a ConfigError
-    naming the repository file and key."""
-    if rules.model is not None and rules.model not in settings.prices.models:
-        raise ConfigError(source, "model", f"unknown model {rules.model!r}; use one of the price table's models")
-    if rules.template is not None and not template_exists(rules.template, settings.prompts_dir):
-        raise ConfigError(source, "template", f"no template {rules.template!r} is installed")
-    _check_ignore(source, "ignore", list(rules.ignore or ()))
-    skip = repo.skip
-    if rules.skip is not None:
-        for pattern in rules.skip.title_patterns or []:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(source, "skip.title_patterns", f"{pattern!r} is not a valid regular expression "
-                                  f"({exc})") from None
-        overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in rules.skip.model_dump(exclude_none=True).items()}
-        skip = dataclasses.replace(skip, **overrides)
-    instructions = repo.instructions
-    if rules.instructions:
-        instructions = f"{instructions}\n\n{rules.instructions}".strip()
-    return dataclasses.replace(
-        repo,
-        model=rules.model or repo.model,
-        template=rules.template or repo.template,
-        instructions=instructions,
-        ignore=repo.ignore + tuple(rules.ignore or ()),
-        severity_threshold=rules.severity_threshold or repo.severity_threshold,
-        max_inline_comments=repo.max_inline_comments if rules.max_inline_comments is None
-        else rules.max_inline_comments,
-        review_mode=rules.review_mode or repo.review_mode,
-        skip=skip,
-    )
+    naming the repository file and key (the central values are valid already)."""
+    merged = merge(repo, rules)
+    if merged.model not in settings.prices.models:
+        raise ConfigError(source, "model", f"unknown model {merged.model!r}; use one of the price table's models")
+    if merged.template != repo.template and not template_exists(merged.template, settings.prompts_dir):
+        raise ConfigError(source, "template", f"no template {merged.template!r} is installed")
+    check_patterns(source, "", merged)
+    return merged
 
 
 def rules_to_json(rules: ReviewRules | None) -> str | None:
-    return None if rules is None else json.dumps(rules.model_dump(exclude_none=True), sort_keys=True)
+    return None if rules is None else json.dumps(rules.model_dump(mode="json", exclude_none=True), sort_keys=True)
 
 
 def rules_from_json(text: str | None) -> ReviewRules:
@@ -93,8 +71,3 @@ def skip_reason(pr: PullSummary, skip: Skip) -> str | None:
         if re.search(pattern, pr.title, re.IGNORECASE):
             return f"title matches {pattern!r}"
     return None
-
-
-def describe_source(central: str, repo_file: str | None) -> str:
-    return central if repo_file is None else f"{central} + {repo_file}"
-

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
 
-from reviewer.config import load_settings, settings_from_mapping
+from reviewer.config import FileConfig, RepoSettings, ReviewRules, load_settings, settings_from_mapping
 from reviewer.errors import ConfigError
+from reviewer.options import Opt, RepoEntry, RepoOptions, Skip, merge, overrides
 
 MINIMAL = """
 database_url: sqlite:///reviewer.db
@@ -94,3 +96,58 @@ def test_price_override_makes_a_model_valid() -> None:
     settings = load({"prices": {"claude-future-9": {"input": 1, "output": 2}},
                      "repositories": [{"name": "a/b", "model": "claude-future-9"}]})
     assert settings.repositories[0].model == "claude-future-9"
+
+
+
+BUILT_IN_SKIP = RepoOptions().skip
+
+
+@pytest.mark.parametrize("raw,key,skip", [
+    ({"defaults": {"skip_drafts": False}, "repositories": [{"name": "a/b"}]}, "defaults",
+     BUILT_IN_SKIP.model_copy(update={"drafts": False})),
+    ({"repositories": [{"name": "a/b", "skip_drafts": False}]}, "repositories[0]",
+     BUILT_IN_SKIP.model_copy(update={"drafts": False})),
+    ({"defaults": {"skip": {"authors": ["x"]}}, "repositories": [{"name": "a/b", "skip_drafts": False}]},
+     "repositories[0]", Skip(drafts=False, authors=("x",))),
+])
+def test_skip_drafts_is_a_deprecated_alias_of_skip_drafts(raw: dict[str, Any], key: str, skip: Skip,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="reviewer.config"):
+        repo = load(raw).repositories[0]
+    assert repo.skip == skip and not hasattr(repo, "skip_drafts")
+    assert [r.getMessage() for r in caplog.records if r.name == "reviewer.config"] == [
+        f"reviewer.yml: {key}.skip_drafts is deprecated; write skip: {{drafts: false}}"]
+
+
+def test_skip_drafts_gives_way_to_skip_drafts_and_is_not_a_repository_file_key(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="reviewer.config"):
+        repo = load({"repositories": [{"name": "a/b", "skip_drafts": False, "skip": {"drafts": True}}]}).repositories[0]
+    assert repo.skip.drafts is True and len(caplog.records) == 1
+    assert "skip_drafts" not in ReviewRules.model_fields
+
+
+def test_every_shape_is_derived_from_the_one_declaration() -> None:
+    declared = set(RepoOptions.model_fields)
+    assert FileConfig.model_fields["defaults"].annotation is RepoOptions
+    assert set(RepoEntry.model_fields) - {"name", "monthly_budget_usd"} == declared
+    assert set(RepoSettings.model_fields) - {"name", "monthly_budget_micro_usd"} == declared
+    marked = {key for key, info in RepoOptions.model_fields.items()
+              if any(isinstance(item, Opt) and item.repo_file for item in info.metadata)}
+    assert set(ReviewRules.model_fields) == marked == {"model", "template", "instructions", "ignore",
+                                                       "severity_threshold", "max_inline_comments", "review_mode",
+                                                       "skip"}
+    assert all(info.default is None for info in [*RepoEntry.model_fields.values(), *ReviewRules.model_fields.values()]
+               if info is not RepoEntry.model_fields["name"])
+
+
+def test_adding_an_option_means_declaring_it_once() -> None:
+    class Extended(RepoOptions):
+        tone: Annotated[str, Opt(repo_file="append")] = "dry"
+        pace: int = 1
+
+    entry, rules = overrides(Extended, "central", "Entry"), overrides(Extended, "repo_file", "Rules")
+    assert {"tone", "pace"} <= set(entry.model_fields) and "pace" not in rules.model_fields
+    central = merge(Extended(), entry.model_validate({"tone": "warm", "pace": 2}))
+    assert (central.tone, central.pace) == ("warm", 2)
+    assert merge(central, rules.model_validate({"tone": "kind"})).tone == "warm\n\nkind"

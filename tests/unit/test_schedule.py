@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from reviewer.config import RepoSettings
 from reviewer.scheduler import missed_submission
 
-NIGHTLY = RepoSettings("a/b", "claude-opus-4-7", 1000, "0 2 * * *", "review", "", True, 3)
+NIGHTLY = RepoSettings(name="a/b", model="claude-opus-4-7", max_tokens=1000, schedule="0 2 * * *", max_attempts=3)
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
