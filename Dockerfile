@@ -4,6 +4,7 @@ COPY pyproject.toml README.md ./
 COPY reviewer ./reviewer
 COPY prompts ./prompts
 COPY migrations ./migrations
+COPY reviewer.example.yml ./
 RUN pip install --no-cache-dir . && useradd --create-home reviewer
 USER reviewer
 WORKDIR /home/reviewer

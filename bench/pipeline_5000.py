@@ -17,8 +17,9 @@ import resource
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reviewer.collect import collect_pulls
 from reviewer.config import settings_from_mapping
@@ -35,7 +36,8 @@ BEFORE = "".join(f"def handler_{i}(request):\n    return respond(request, {i})\n
 
 def pull_diff(repo: int, number: int) -> str:
     after = BEFORE.replace("respond(request, 3)", f"respond(request, {number}, timeout=None)")
-    after += f"\n\ndef search_{number}(conn, name):\n    return conn.execute(f\"SELECT * FROM t WHERE n = '{{name}}'\")\n"
+    after += (f"\n\ndef search_{number}(conn, name):\n"
+              f"    return conn.execute(f\"SELECT * FROM t WHERE n = '{{name}}'\")\n")
     return make_diff({f"svc{repo}/handlers.py": (BEFORE, after)})
 
 

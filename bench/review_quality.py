@@ -16,8 +16,8 @@ from reviewer.emulators.anthropic import AnthropicEmulator
 from reviewer.emulators.github import GitHubEmulator
 from reviewer.emulators.samples import seed_demo
 from reviewer.pipeline import run_cycle
-from reviewer.runtime import Runtime
 from reviewer.review.trim import DEFAULT_IGNORES, estimate_tokens, fit_diff
+from reviewer.runtime import Runtime
 
 OUTSIDE_ENTRY = re.compile(r"^- line \d+", re.MULTILINE)
 

@@ -22,9 +22,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import func, insert, select
 

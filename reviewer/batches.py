@@ -10,16 +10,17 @@ held in memory.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import anthropic
 
 from reviewer.config import Settings, require_anthropic_key
 from reviewer.cost import Usage
-from reviewer.errors import AnthropicError
+from reviewer.errors import AnthropicError, body_detail
 from reviewer.models import ResultType
 
 T = TypeVar("T")
@@ -98,6 +99,11 @@ class Batches:
         )
         self.base_url = str(self._client.base_url)
 
+    def close(self) -> None:
+        """Close the SDK's HTTP client and its pooled connections (the copies made by `with_options`
+        share it)."""
+        self._client.close()
+
     def create(self, requests: list[dict[str, Any]]) -> BatchStatus:
         no_retry = self._client.with_options(max_retries=0)
         return self._call("create a message batch",
@@ -151,7 +157,7 @@ class Batches:
             except StopIteration:
                 return
             except (ValueError, anthropic.APIError) as exc:  # broken JSONL or a dropped connection
-                raise AnthropicError(f"results of batch {batch_id} broke off: {exc}", "poll again",
+                raise AnthropicError(f"results of batch {batch_id} broke off: {body_detail(str(exc))}", "poll again",
                                      retryable=True) from None
             yield _line(item)
 
@@ -169,13 +175,17 @@ class Batches:
             raise AnthropicError(f"could not {action}: cannot reach the Anthropic API at {self.base_url}",
                                  "check ANTHROPIC_BASE_URL and the network", retryable=True) from None
         except anthropic.AnthropicError as exc:  # e.g. results requested before the batch ended
-            raise AnthropicError(f"could not {action}: {exc}", retryable=True) from None
+            raise AnthropicError(f"could not {action}: {body_detail(str(exc))}", retryable=True) from None
 
 
 def _detail(exc: anthropic.APIStatusError) -> str:
+    """One line from the error answer, whatever its shape: the API's `{"error": {"type", "message"}}`,
+    other JSON, a JSON string, an HTML page (a proxy's) or an empty body."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
-            return f"{error.get('type', '')}: {error.get('message', '')}"
-    return str(exc.message)[:200]
+            return body_detail(f"{error.get('type', '')}: {error.get('message', '')}")
+        text = error if isinstance(error, str) else body.get("message")
+        return body_detail(text if isinstance(text, str) else json.dumps(body, default=str))
+    return body_detail(body if isinstance(body, str) or body is None else json.dumps(body, default=str))

@@ -15,9 +15,9 @@ is one clear error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +36,7 @@ FINISHED: dict[str, str] = {
     BatchState.ARCHIVED: "has ended and its results were archived",
     BatchState.ABANDONED: "was never created (abandoned)",
     BatchState.MISSING: "is no longer known to the API",
+    BatchState.FOREIGN: "belongs to another deployment (it was adopted by mistake and dropped)",
 }
 
 

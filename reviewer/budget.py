@@ -15,7 +15,7 @@ after the other, each seeing what the other reserved.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,7 +31,7 @@ IN_FLIGHT = (State.SUBMITTING.value, State.SUBMITTED.value)
 
 
 def month_start(now: datetime) -> datetime:
-    return now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def worst_case(input_tokens: int, repo: RepoSettings, settings: Settings, *, batch: bool) -> int:

@@ -3,19 +3,28 @@ new head commit, with its diff and metadata.
 
 Invariants: one job per (repository, PR, head commit), so collecting twice queues nothing twice, and a
 PR whose head already has a job costs no diff fetch. The repository's own rules (`.github/reviewer.yml`)
-are read from its default branch, once per repository per pass. Pull requests that the skip rules
-exclude (drafts, bots, labels, titles, authors) get no job; the reason is recorded in `pull_skips` and
-shown by `status`. A queued job whose PR moved on or closed is marked stale before any money is spent.
-In incremental mode, a new head of an already reviewed PR is reviewed on the diff since that review.
+are read from its default branch, once per repository per pass, as untrusted input (bounded, see
+rules.py): a file that is refused leaves the central config in force for every key, is reported in one
+short line, and is kept in `repo_states.rules_problem` for `status` until it is fixed. A job of a pull
+request whose files GitHub did not all list (over 3,000) records how many were left out. Pull requests
+that the skip rules exclude (drafts, bots, labels, titles, authors) get no job; the reason is recorded
+in `pull_skips` and shown by `status`. A queued job whose PR moved on or closed is marked stale before any
+money is spent. In incremental mode, a new head of an already reviewed PR is reviewed on the diff since
+that review.
+
+A job's repository is the configured spelling of the name, never GitHub's `full_name` (which may differ in
+case). An entry whose name changed case only keeps its queue: its rows are renamed to the new spelling at
+its next collection (`repo_states`, one row per repository, shows the old spelling), so nothing is
+reviewed twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,11 +33,20 @@ from reviewer.db import transaction
 from reviewer.errors import AuthFailed, ConcurrentTransition, ConfigError, GitHubError, Unreachable
 from reviewer.github import DbPageCache, PullSummary
 from reviewer.jobs import latest_result
-from reviewer.models import PullSkip, ReviewJob, repo_state
+from reviewer.models import PullSkip, RepoState, ReviewJob, repo_state
 from reviewer.queue import State, create_job, transition
-from reviewer.review.parse import parse_review
-from reviewer.rules import REPO_CONFIG_PATH, apply_rules, parse_repo_rules, rules_to_json, skip_reason
 from reviewer.report import Count, StageReport
+from reviewer.review.parse import parse_review
+from reviewer.rules import (
+    MAX_RULES_BYTES,
+    REPO_CONFIG_PATH,
+    apply_rules,
+    check_size,
+    one_line,
+    parse_repo_rules,
+    rules_to_json,
+    skip_reason,
+)
 from reviewer.runtime import Runtime
 
 T = TypeVar("T")
@@ -45,10 +63,8 @@ class _RepoView:
 
 def collect_pulls(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
     report = StageReport("collect")
-    wanted = set(repositories) if repositories is not None else None
-    for repo in rt.settings.repositories:
-        if wanted is None or repo.name in wanted:
-            _collect_repository(rt, repo, report)
+    for name in rt.repository_names(repositories):  # an unknown name is an error, any case matches
+        _collect_repository(rt, rt.settings.repo(name), report)
     return report
 
 
@@ -71,6 +87,7 @@ def _collect_repository(rt: Runtime, repo: RepoSettings, report: StageReport) ->
         return
     report.add(Count.PULLS_SEEN, len(pulls))
     with transaction(rt.sessions) as session:
+        _adopt_spelling(session, repo.name)
         known = _known_heads(session, repo.name, [p.number for p in pulls])
         _retire_closed(rt, session, repo.name, {p.number for p in pulls}, report)
         repo_state(session, repo.name).last_collected_at = rt.clock()
@@ -101,19 +118,37 @@ def _collect_new(rt: Runtime, repo: RepoSettings, pulls: list[PullSummary], repo
 
 
 def _repo_view(rt: Runtime, repo: RepoSettings, report: StageReport) -> _RepoView:
+    view, problem = _rules_view(rt, repo)
+    if problem is not None:
+        report.error(problem)
+    _remember_rules_problem(rt, repo.name, problem)
+    return view
+
+
+def _rules_view(rt: Runtime, repo: RepoSettings) -> tuple[_RepoView, str | None]:
+    """The repository's settings with its own rules, or the central ones and the problem, in one line."""
+    central = _RepoView(repo, None, rt.settings.source)
     if not repo.read_repo_config:
-        return _RepoView(repo, None, rt.settings.source)
-    text = rt.github.read_default_branch_file(repo.name, REPO_CONFIG_PATH)
-    if text is None:
-        return _RepoView(repo, None, rt.settings.source)
+        return central, None
+    file = rt.github.read_default_branch_file(repo.name, REPO_CONFIG_PATH, MAX_RULES_BYTES)
+    if file is None:
+        return central, None
     source = f"{repo.name}:{REPO_CONFIG_PATH}"
     try:
-        rules = parse_repo_rules(text, source)
+        check_size(file.size, source)
+        rules = parse_repo_rules(file.text or "", source)
         return _RepoView(apply_rules(repo, rules, rt.settings, source), rules,
-                         f"{rt.settings.source} + {REPO_CONFIG_PATH} (default branch)")
+                         f"{rt.settings.source} + {REPO_CONFIG_PATH} (default branch)"), None
     except ConfigError as exc:
-        report.error(f"{exc.message}; reviewing {repo.name} with the central config until it is fixed")
-        return _RepoView(repo, None, f"{rt.settings.source} ({REPO_CONFIG_PATH} invalid, ignored)")
+        problem = one_line(f"{exc.message}; reviewing {repo.name} with the central config until it is fixed")
+        return _RepoView(repo, None, f"{rt.settings.source} ({REPO_CONFIG_PATH} invalid, ignored)"), problem
+
+
+def _remember_rules_problem(rt: Runtime, repository: str, problem: str | None) -> None:
+    with transaction(rt.sessions) as session:
+        state = repo_state(session, repository)
+        if state.rules_problem != problem:
+            state.rules_problem, state.rules_problem_at = problem, rt.clock() if problem else None
 
 
 def _expedite(rt: Runtime, repository: str, pr: PullSummary) -> None:
@@ -122,6 +157,19 @@ def _expedite(rt: Runtime, repository: str, pr: PullSummary) -> None:
         session.execute(update(ReviewJob).where(
             ReviewJob.repository == repository, ReviewJob.pr_number == pr.number, ReviewJob.head_sha == pr.head_sha,
             ReviewJob.state == State.QUEUED.value, ReviewJob.express.is_(False)).values(express=True))
+
+
+def _adopt_spelling(session: Session, name: str) -> None:
+    """Rename the rows stored under another case of `name` (the entry was respelled) to `name`."""
+    old = session.scalars(select(RepoState.repository).where(
+        func.lower(RepoState.repository) == name.lower(), RepoState.repository != name)).all()
+    for spelling in old:
+        session.execute(update(ReviewJob).where(ReviewJob.repository == spelling).values(repository=name))
+        session.execute(update(PullSkip).where(PullSkip.repository == spelling).values(repository=name))
+        if session.get(RepoState, name) is None:
+            session.execute(update(RepoState).where(RepoState.repository == spelling).values(repository=name))
+        else:
+            session.execute(delete(RepoState).where(RepoState.repository == spelling))
 
 
 def _known_heads(session: Session, repository: str, numbers: list[int]) -> set[tuple[int, str]]:
@@ -167,14 +215,15 @@ class _Fetched:
     source: str  # "diff", or "files" when GitHub refused the diff media type (too many files)
     previous: ReviewJob | None  # the last posted review of this PR (incremental mode)
     since: str | None  # the diff since that review's head
+    unlisted: int = 0  # changed files GitHub's listing left out (over 3,000)
 
 
 def _fetch(rt: Runtime, view: _RepoView, pr: PullSummary) -> _Fetched:
     name = view.settings.name
-    diff, source = rt.github.fetch_diff(name, pr.number)
+    pulled = rt.github.fetch_diff(name, pr.number)
     previous = _last_posted(rt, name, pr.number) if view.settings.review_mode == "incremental" else None
     since = rt.github.compare_diff(name, previous.head_sha, pr.head_sha) if previous else None
-    return _Fetched(diff, source, previous, since)
+    return _Fetched(pulled.text, pulled.source, previous, since, pulled.unlisted)
 
 
 def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageReport) -> None:
@@ -195,7 +244,8 @@ def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageRepo
         return
     report.add(Count.QUEUED if initial == State.QUEUED else Count.SKIPPED)
     if fetched.source == "files":
-        report.note(f"{name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list")
+        report.note(f"{name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list"
+                    + (f" ({fetched.unlisted:,} files not listed by GitHub, not reviewed)" if fetched.unlisted else ""))
     if job.review_base_sha:
         report.note(f"{name}#{pr.number}: incremental review of the changes since {job.review_base_sha[:7]}")
 
@@ -207,6 +257,7 @@ def _new_job(rt: Runtime, view: _RepoView, pr: PullSummary, fetched: _Fetched) -
         repository=view.settings.name, pr_number=pr.number, head_sha=pr.head_sha, base_sha=pr.base_sha,
         base_ref=pr.base_ref, head_ref=pr.head_ref, title=pr.title, author=pr.author, body=pr.body,
         url=pr.url, labels=",".join(pr.labels), diff=fetched.diff, diff_source=fetched.source,
+        unlisted_files=fetched.unlisted,
         repo_rules=rules_to_json(view.rules), config_source=view.source,
         express=bool(express_label) and express_label in pr.labels, created_at=now, updated_at=now,
     )

@@ -7,6 +7,14 @@ defaults are declared once, in `reviewer.options`). Secrets (`GITHUB_TOKEN`, `AN
 only from the environment. Every mistake becomes one `ConfigError` line that names the key and what to
 put there instead.
 
+Paths in the file are relative to the file's folder (`prompts_dir`, `github.private_key_path`, a SQLite
+`database_url`, the default one included), so the same config run from cron in another directory uses the
+same database; paths from the environment are relative to the working directory. `Settings.database_url`
+always holds an absolute SQLite path.
+
+Repository names are case-insensitive, as on GitHub: two entries that differ only in case are refused,
+and `Settings.repo` finds a repository whatever the case; the configured spelling is the one stored.
+
 A repository's settings are `defaults` merged with its `repositories[]` entry by `options.merge`; only
 the facts a field cannot check alone (owner/name, model priced, template installed, patterns valid, cron
 valid) are checked here. The old `skip_drafts` is read as `skip.drafts`, with one deprecation line per use.
@@ -27,6 +35,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from reviewer.cost import PriceTable, load_price_table
 from reviewer.errors import ConfigError
@@ -40,7 +50,7 @@ DEFAULT_CONFIG_PATH = "reviewer.yml"
 DEFAULT_DATABASE_URL = "sqlite:///reviewer.db"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 NAMED_SCHEDULES = {"nightly": "0 2 * * *", "weekly": "0 2 * * 1"}
-REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$")  # not . or ..
 log = logging.getLogger("reviewer.config")
 
 
@@ -67,6 +77,8 @@ class AnthropicOptions(Strict):
     timeout_seconds: float = Field(default=600, gt=0)
     max_queued_requests: int = Field(default=100_000, ge=1)  # the organisation's batch queue limit
     count_tokens: bool = True  # measure dry runs with the count_tokens endpoint where reachable
+    # after a create without a definite answer, how long a request still in flight gets before the API is asked
+    create_grace_seconds: float = Field(default=10, ge=0, le=300)
 
 
 class BudgetOptions(Strict):
@@ -121,15 +133,21 @@ class Settings:
     anthropic_base_url: str | None
     anthropic_api_key: str | None
     anthropic: AnthropicOptions
-    metrics: MetricsOptions = MetricsOptions()
-    budget: BudgetOptions = BudgetOptions()
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
     github_app: GitHubApp | None = None
 
     def repo(self, name: str) -> RepoSettings:
+        """The configured repository `name` (compared case-insensitively, as GitHub does)."""
         for repo in self.repositories:
-            if repo.name == name:
+            if same_repository(repo.name, name):
                 return repo
         raise ConfigError(self.source, "repositories", f"{name} is not configured; add it to the file")
+
+
+def same_repository(a: str, b: str) -> bool:
+    """GitHub's owner/name are case-insensitive: `acme/api` and `ACME/Api` are one repository."""
+    return a.casefold() == b.casefold()
 
 
 def _cron(source: str, key: str, schedule: str, timezone: str) -> str:
@@ -194,8 +212,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(source, "", "config file not found; create it (see reviewer.example.yml) "
-                          "or pass --config PATH") from None
+        raise ConfigError(source, "", "config file not found; create it (`reviewer config example` prints a "
+                          "commented one) or pass --config PATH") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
@@ -219,13 +237,11 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str,
         raise ConfigError(source, "prices", f"each row needs numeric input and output prices ({exc})") from None
     prompts_dir = (base_dir / file.prompts_dir).resolve() if file.prompts_dir else None
     repos = tuple(_merge_repo(source, i, e, file, prices, prompts_dir) for i, e in enumerate(file.repositories))
-    names = [r.name for r in repos]
-    if len(set(names)) != len(names):
-        raise ConfigError(source, "repositories", "a repository is listed twice; keep one entry per name")
+    _check_unique(source, repos)
     _cron(source, "defaults.schedule", file.defaults.schedule, file.timezone)
     return Settings(
         source=source,
-        database_url=env.get("REVIEWER_DATABASE_URL") or file.database_url or DEFAULT_DATABASE_URL,
+        database_url=_database_url(source, file.database_url, env, base_dir),
         timezone=file.timezone,
         prompts_dir=prompts_dir,
         repositories=repos,
@@ -241,6 +257,40 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str, env: Mapping[str,
         github_app=_github_app(source, file.github, env, base_dir),
         budget=file.budget,
     )
+
+
+def _check_unique(source: str, repos: tuple[RepoSettings, ...]) -> None:
+    first: dict[str, int] = {}
+    for index, repo in enumerate(repos):
+        earlier = first.setdefault(repo.name.casefold(), index)
+        if earlier != index:
+            same = ("listed twice" if repos[earlier].name == repo.name
+                    else "the same repository (names are case-insensitive)")
+            raise ConfigError(source, f"repositories[{index}].name", f"{repo.name!r} and repositories[{earlier}] "
+                              f"{repos[earlier].name!r} are {same}; keep one entry")
+
+
+def _database_url(source: str, in_file: str | None, env: Mapping[str, str], base_dir: Path) -> str:
+    """REVIEWER_DATABASE_URL (a relative SQLite path from the working directory), else the file's or the
+    default (relative to the config file's folder)."""
+    if env.get("REVIEWER_DATABASE_URL"):
+        return _absolute_sqlite("environment", "REVIEWER_DATABASE_URL", env["REVIEWER_DATABASE_URL"], Path.cwd())
+    return _absolute_sqlite(source, "database_url", in_file or DEFAULT_DATABASE_URL, base_dir)
+
+
+def _absolute_sqlite(source: str, key: str, url: str, base: Path) -> str:
+    """`url` with a relative SQLite file path made absolute against `base`; other URLs unchanged."""
+    if not url.startswith("sqlite"):
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(source, key, f"{url!r} is not a database URL ({exc}); use sqlite:///reviewer.db "
+                          "or postgresql://user@host/db") from None
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
 
 
 def _github_app(source: str, options: GitHubOptions, env: Mapping[str, str], base_dir: Path) -> GitHubApp | None:
@@ -294,6 +344,14 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     config_path = Path(path or env.get("REVIEWER_CONFIG") or DEFAULT_CONFIG_PATH)
     raw = _read_yaml(config_path)
     return settings_from_mapping(raw, str(config_path), env, config_path.resolve().parent)
+
+
+def example_config() -> str:
+    """The commented example config (`reviewer config example`): shipped inside the package, else (a
+    source checkout) at the top of the repository."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "reviewer.example.yml"
+    return (packaged if packaged.is_file() else here.parent / "reviewer.example.yml").read_text()
 
 
 def require_github_token(settings: Settings) -> str | None:

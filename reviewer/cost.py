@@ -8,11 +8,11 @@ store exactly as integers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
-from typing import Any, Mapping
-
+from typing import Any
 
 MICRO = Decimal(1_000_000)
 

@@ -5,8 +5,9 @@ temporary folder. The real PyGithub and anthropic clients talk HTTP to the emula
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -14,8 +15,8 @@ from reviewer.config import settings_from_mapping
 from reviewer.emulators.anthropic import AnthropicEmulator
 from reviewer.emulators.github import GitHubEmulator
 from reviewer.emulators.samples import seed_demo
-from reviewer.pipeline import run_cycle
 from reviewer.ledger import cost_rows, format_cost_table
+from reviewer.pipeline import run_cycle
 from reviewer.runtime import Runtime
 
 DEMO_GITHUB_TOKEN = "ghp_demo"

@@ -12,11 +12,36 @@ anything else is a bug and keeps its traceback.
     │   ├── NotFound           404: repository or pull request does not exist (or the token cannot see it)
     │   └── RateLimited        403/429 rate limit; carries the seconds to wait
     ├── AnthropicError         the Anthropic API answered with an error or could not be reached
+    ├── DatabaseError          the database cannot be reached, opened, read or written (missing, read-only,
+    │                          full, locked); translated from the driver's error at the edges (db.py, cli.py)
     ├── ConcurrentTransition   a job or batch was not in the state the caller expected (another worker won)
     └── InstanceConflict       a second instance was started on a database that supports only one
+
+An API's error answer may be JSON, a JSON string, an HTML page or nothing at all: `body_detail` makes any
+of them one short line, so every message stays one line whatever the server sent.
 """
 
 from __future__ import annotations
+
+import re
+
+DETAIL_CHARS = 200
+_HTML = re.compile(r"^\s*<(?:!doctype|html|head|body|\?xml)", re.I)
+_HTML_TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def body_detail(text: str | None) -> str:
+    """One line for the body of an error answer: its text with whitespace collapsed, at most 200
+    characters; an HTML page by its title; an empty body as `(empty body)`."""
+    if text is None or not text.strip():
+        return "(empty body)"
+    if _HTML.match(text):
+        found = _HTML_TITLE.search(text)
+        title = " ".join(_TAG.sub(" ", found.group(2)).split()) if found else ""
+        return f"(an HTML page: {title[:DETAIL_CHARS]})" if title else "(an HTML page)"
+    line = " ".join(text.split())
+    return line if len(line) <= DETAIL_CHARS else line[:DETAIL_CHARS - 1] + "…"
 
 
 class ReviewerError(Exception):
@@ -79,6 +104,10 @@ class AnthropicError(ReviewerError):
         self.status = status
         self.retryable = retryable
         super().__init__(message, hint)
+
+
+class DatabaseError(ReviewerError):
+    """The database refused or failed an operation for a reason outside the code (see `db.database_error`)."""
 
 
 class ConcurrentTransition(ReviewerError):

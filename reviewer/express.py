@@ -53,7 +53,7 @@ def _claim(rt: Runtime, job: ReviewJob, prepared: Prepared, report: StageReport)
 def _review_one(rt: Runtime, job: ReviewJob, report: StageReport) -> None:
     name = f"{job.repository}#{job.pr_number}"
     try:
-        prepared = prepare_request(job, rt.settings)
+        prepared = prepare_request(job, rt.settings, rt.custom_id_prefix)
     except (TemplateError, ConfigError) as exc:
         report.error(f"{name}: {exc.message}")
         return
@@ -62,7 +62,7 @@ def _review_one(rt: Runtime, job: ReviewJob, report: StageReport) -> None:
     params = dict(prepared.request["params"])
     params["system"] = [{k: v for k, v in block.items() if k != "cache_control"} for block in params["system"]]
     try:
-        line = rt.batches.create_message(custom_id(job.id) + "-express", params)
+        line = rt.batches.create_message(custom_id(rt.custom_id_prefix, job.id) + "-express", params)
     except AnthropicError as exc:
         _back_to_queue(rt, job, exc.message)
         report.error(f"{name}: express review failed ({exc.message}); it goes with the next batch")

@@ -1,10 +1,14 @@
 """A review job outside any stage: what every stage needs to know about one, so that no stage imports
 another.
 
-- its name on the wire (`custom_id`: `job-<id>`) and back (`job_id_from`);
+- its name on the wire (`custom_id`: `rv<deployment id>-<job id>`) and back (`job_id_from`): the
+  deployment id is this database's own (random, made with the schema), so a result of another deployment
+  on the same Anthropic key never maps to a job of this one; batches created before deployment ids carry
+  `job-<id>` and are read with that prefix;
 - its effective settings (the central ones with the repository rules it was collected with);
 - its request (`prepare_request`: trimmed diff, rendered prompt, worst case to reserve) or the reason
-  it cannot be reviewed;
+  it is not sent (too large; every file ignored; nothing but renames, mode changes or empty files, which
+  would be billed for nothing);
 - its result rows (`result_row`, priced), the latest succeeded one, and the jobs of a batch;
 - the operator's cancel of its batch (`canceled_by_operator`, `requeue_canceled`).
 
@@ -29,27 +33,30 @@ from reviewer.config import RepoSettings, Settings
 from reviewer.cost import cost_of
 from reviewer.models import Batch, Result, ResultType, ReviewJob
 from reviewer.queue import State, transition
-from reviewer.review.diffs import changed_files, number_new_side
+from reviewer.review.diffs import changed_files, number_new_side, without_content
 from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
+from reviewer.review.paths import shown
 from reviewer.review.render import render_prompt
 from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
 
 log = logging.getLogger("reviewer.jobs")
 PROMPT_OVERHEAD_TOKENS = 8_000  # system prompt, tool schema and PR metadata around the diff
-CUSTOM_ID_PREFIX = "job"
+LEGACY_PREFIX = "job"  # the custom_id prefix of batches created before deployment ids
 
 
 # --- identity -------------------------------------------------------------------------------------
 
 
-def custom_id(job_id: int) -> str:
-    return f"{CUSTOM_ID_PREFIX}-{job_id}"
+def custom_id(prefix: str, job_id: int) -> str:
+    return f"{prefix}-{job_id}"
 
 
-def job_id_from(custom: str) -> int | None:
-    prefix, _, number = custom.partition("-")
-    return int(number) if prefix == CUSTOM_ID_PREFIX and number.isdigit() else None
+def job_id_from(custom: str, prefix: str) -> int | None:
+    """The job a custom_id names, or None when it is not of the form `<prefix>-<number>` (another
+    deployment's request, or not one of ours at all)."""
+    head, _, number = custom.rpartition("-")
+    return int(number) if head == prefix and number.isdigit() and number[0] != "0" else None
 
 
 # --- the request ----------------------------------------------------------------------------------
@@ -70,8 +77,9 @@ def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -
                "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
                "labels": [label for label in job.labels.split(",") if label]},
         "diff": number_new_side(fitted.diff),
-        "files": list(fitted.kept) or changed_files(fitted.diff),
-        "omitted": [{"path": o.path, "reason": o.reason} for o in fitted.omitted],
+        "files": [shown(path) for path in fitted.kept or changed_files(fitted.diff)],
+        "omitted": [{"path": shown(o.path), "reason": o.reason} for o in fitted.omitted],
+        "unlisted_files": job.unlisted_files or 0,
         "instructions": repo.instructions,
         "model": repo.model,
         "incremental": job.review_base_sha is not None,
@@ -92,18 +100,16 @@ class Prepared:
     reserved: int  # the batch-priced worst case, micro-USD, held against the budgets while in flight
 
 
-def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
-    """The batch request for a job, or the reason it is skipped (too large to review)."""
+def prepare_request(job: ReviewJob, settings: Settings, prefix: str) -> Prepared | str:
+    """The batch request for a job (its custom_id made with `prefix`), or the reason it is skipped."""
     repo = effective_settings(settings, job)
     price = settings.prices.price(repo.model)
     room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
     fitted = fit_diff(job.review_diff or job.diff, ignore=DEFAULT_IGNORES + repo.ignore,
                       budget_tokens=max(min(repo.token_budget, room), 1000), hard_limit_tokens=repo.hard_limit_tokens)
-    if fitted.over_hard_limit:
-        return (f"the reviewable diff is over the hard limit of {repo.hard_limit_tokens:,} tokens; "
-                "split the pull request or raise hard_limit_tokens")
-    if not fitted.kept and fitted.omitted and fitted.tokens == 0:
-        return "every changed file is ignored (" + "; ".join(f"{o.path}: {o.reason}" for o in fitted.omitted[:5]) + ")"
+    reason = _not_worth_a_request(repo, fitted)
+    if reason is not None:
+        return reason
     prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
     system: dict[str, Any] = {"type": "text", "text": prompt.system}
     if repo.prompt_caching:  # tools + system prompt are the prefix every request of the repository shares
@@ -118,8 +124,25 @@ def prepare_request(job: ReviewJob, settings: Settings) -> Prepared | str:
     }
     tokens = estimate_tokens(json.dumps(REVIEW_TOOL)) + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
     omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
-    return Prepared({"custom_id": custom_id(job.id), "params": params}, job.repository, repo.model, omitted,
+    return Prepared({"custom_id": custom_id(prefix, job.id), "params": params}, job.repository, repo.model, omitted,
                     tokens, worst_case(tokens, repo, settings, batch=True))
+
+
+def _not_worth_a_request(repo: RepoSettings, fitted: FittedDiff) -> str | None:
+    """Why the fitted diff is not sent (and so not billed), or None."""
+    if fitted.over_hard_limit:
+        return (f"the reviewable diff is over the hard limit of {repo.hard_limit_tokens:,} tokens; "
+                "split the pull request or raise hard_limit_tokens")
+    if not fitted.kept and fitted.omitted and fitted.tokens == 0:
+        return f"every changed file is ignored ({_listed(fitted)})"
+    bare = without_content(fitted.diff) if fitted.kept else None
+    if bare is not None:
+        return bare + (f"; left out: {_listed(fitted)}" if fitted.omitted else "")
+    return None
+
+
+def _listed(fitted: FittedDiff) -> str:
+    return "; ".join(f"{shown(o.path)}: {o.reason}" for o in fitted.omitted[:5])
 
 
 # --- results --------------------------------------------------------------------------------------

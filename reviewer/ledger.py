@@ -24,10 +24,11 @@ import json
 import math
 import operator
 import statistics
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -62,7 +63,7 @@ class Sums(NamedTuple):
 
 
 def add_up(items: Iterable[Sums]) -> Sums:
-    columns = list(zip(*items))
+    columns = list(zip(*items, strict=True))
     return Sums._make(sum(column) for column in columns) if columns else Sums()
 
 
@@ -270,7 +271,7 @@ def usd(micro_usd: int) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    whole = int(round(seconds))
+    whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

@@ -6,6 +6,11 @@ fields) before any formatter sees it: the values of the secrets this process kno
 ANTHROPIC_API_KEY, GitHub App keys and tokens, from the environment and the Settings) and anything
 shaped like a credential (`ghp_…`, `github_pat_…`, `sk-ant-…`, `Bearer …`, Authorization headers,
 passwords in URLs, PEM private keys). HTTP and SDK loggers stay at WARNING unless the level is debug.
+
+Private code never reaches the log unless the operator asks for it: at debug, PyGithub and the anthropic
+SDK log whole request and response bodies (the diff, the prompt, the review), so those two (`BODY_LOGGERS`)
+stay at INFO unless `log_prompts` (`--log-prompts`) is set as well. The service's own records carry
+names, ids, counts and error lines, never a diff or a prompt.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import os
 import re
 import sys
 import threading
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reviewer.config import Settings
@@ -95,6 +101,7 @@ def remember_settings_secrets(settings: Settings) -> None:
 
 LIBRARY_LOGGERS = ("urllib3", "requests", "github", "httpx", "httpcore", "httpx2", "httpcore2", "anthropic",
                    "apscheduler")  # the HTTP ones log headers at debug; apscheduler logs every run at info
+BODY_LOGGERS = ("github", "anthropic")  # their debug records carry whole bodies: diffs, prompts, reviews
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -132,7 +139,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = _extras(record)
         entry.update(
-            ts=datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+            ts=datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             level=record.levelname.lower(),
             logger=record.name,
@@ -159,8 +166,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
-def configure_logging(level: str, log_format: str, env: Mapping[str, str] | None = None) -> None:
-    """Install (or replace) the root handler with redaction, at `level`, as `text` or `json`."""
+def configure_logging(level: str, log_format: str, env: Mapping[str, str] | None = None,
+                      log_prompts: bool = False) -> None:
+    """Install (or replace) the root handler with redaction, at `level`, as `text` or `json`; the SDKs'
+    request and response bodies only with `log_prompts` (and level debug)."""
     remember_environment_secrets(os.environ if env is None else env)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
@@ -173,7 +182,8 @@ def configure_logging(level: str, log_format: str, env: Mapping[str, str] | None
     library_level = logging.NOTSET if level.lower() == "debug" else logging.WARNING
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
-        library.setLevel(library_level)
+        quiet = library_level == logging.NOTSET and name in BODY_LOGGERS and not log_prompts
+        library.setLevel(logging.INFO if quiet else library_level)
         for own in list(library.handlers):  # PyGithub adds a bare StreamHandler at import: no redaction
             library.removeHandler(own)
         library.propagate = True

@@ -13,9 +13,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,7 +25,7 @@ from reviewer import __version__
 from reviewer.logs import redact
 
 if TYPE_CHECKING:
-    from reviewer.report import Count, StageReport
+    from reviewer.report import StageReport
 from reviewer.runtime import Runtime
 
 log = logging.getLogger("reviewer.metrics")
@@ -114,7 +115,7 @@ def _database_families(out: _Exposition, rt: Runtime) -> None:
         money = session.execute(select(ReviewJob.repository, func.sum(Result.cost_micro_usd),
                                        func.sum(Result.standard_cost_micro_usd))
                                 .join(ReviewJob, Result.job_id == ReviewJob.id)
-                                .where(Result.result_type == ResultType.SUCCEEDED)  # as the ledger: only these are billed
+                                .where(Result.result_type == ResultType.SUCCEEDED)  # billed: as the ledger
                                 .group_by(ReviewJob.repository)).all()
     repositories = sorted(set(counts) | {r.name for r in rt.settings.repositories})
     out.family("reviewer_jobs", "gauge", "Review jobs by state and repository.",
@@ -195,7 +196,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             status, body = check_health(self.server.rt, self.server.scheduler_state)
@@ -213,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 

@@ -1,12 +1,15 @@
 """The schema's only way to change: Alembic migrations from `migrations/` (shipped inside the package).
 
 `check_schema_current` refuses to work on a database that is not at the migrations' head and names
-the command that fixes it; `upgrade` applies pending migrations (backing a SQLite file up first).
+the command that fixes it; `upgrade` applies pending migrations (backing a SQLite file up first, into a
+file readable by its owner only, like the database).
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 
-from reviewer.errors import SchemaOutOfDate
+from reviewer.errors import DatabaseError, SchemaOutOfDate
 
 
 def migrations_dir() -> Path:
@@ -57,8 +60,21 @@ def _backup_sqlite(engine: Engine, current: str) -> Path | None:
     if not source.exists():
         return None
     backup = source.with_name(f"{source.name}.bak-{current}")
-    shutil.copy2(source, backup)
+    try:
+        _private_copy(source, backup)
+    except (OSError, sqlite3.Error) as exc:
+        raise DatabaseError(f"cannot back up {source} to {backup.name} before migrating: {exc}",
+                            "make its folder writable and free some disk space; nothing was migrated") from None
     return backup
+
+
+def _private_copy(source: Path, backup: Path) -> None:
+    """A consistent copy made with SQLite's backup API (what is still in the -wal file included), into a
+    file readable by its owner only: it holds the same private diffs as the database."""
+    os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(backup, 0o600)  # an older backup of the same revision may have been created more open
+    with closing(sqlite3.connect(source)) as original, closing(sqlite3.connect(backup)) as copy:
+        original.backup(copy)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:

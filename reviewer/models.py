@@ -6,7 +6,8 @@ a change here without a migration fails `reviewer db check` and the migration te
     Batch       one Anthropic Message Batch, recorded before the API call and again after it
     Result      every result line of every batch (succeeded or not), with usage and cost
     PullSkip    why a pull request is currently not reviewed
-    RepoState   per-repository bookkeeping (last scheduled submission)
+    RepoState   per-repository bookkeeping (last scheduled submission, the latest problem with its own rules)
+    Deployment  this database's random identity, carried in every custom_id
     HttpCacheEntry  ETag and trimmed answer of a GitHub list request, per URL (conditional requests)
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from reviewer.db import Base, UTCDateTime, utcnow
@@ -59,6 +61,7 @@ class ReviewJob(Base):
     repo_rules: Mapped[str | None] = mapped_column(Text)  # JSON of .github/reviewer.yml as read at collection
     config_source: Mapped[str] = mapped_column(String(300), default="")
     omitted: Mapped[str | None] = mapped_column(Text)  # JSON [[path, reason], ...] of files the model did not see
+    unlisted_files: Mapped[int] = mapped_column(Integer, default=0)  # changed files GitHub did not list (over 3,000)
 
     state: Mapped[str] = mapped_column(String(16))  # a queue.State, written only by queue.py
     reason: Mapped[str | None] = mapped_column(Text)
@@ -115,6 +118,10 @@ class Batch(Base):
     # set by `reviewer batches cancel`: its canceled lines requeue their jobs without counting an attempt
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_by: Mapped[str | None] = mapped_column(String(100))
+    # the custom_ids of this batch are "<prefix>-<job id>"; NULL: created before deployment ids ("job-<id>")
+    custom_id_prefix: Mapped[str | None] = mapped_column(String(40))
+    # found by reconciliation, not recorded from the create answer: its result ids are checked before use
+    adopted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Result(Base):
@@ -172,14 +179,36 @@ class RepoState(Base):
     repository: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the latest problem with the repository's own rules (.github/reviewer.yml), one short line; NULL: none
+    rules_problem: Mapped[str | None] = mapped_column(Text)
+    rules_problem_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 def repo_state(session: Session, repository: str) -> RepoState:
+    """The row of `repository`, created if missing; instances that create it at the same moment do not
+    collide (INSERT ... ON CONFLICT DO NOTHING, then read)."""
     state = session.get(RepoState, repository)
     if state is None:
-        state = RepoState(repository=repository)
-        session.add(state)
+        dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(dialect_insert(RepoState).values(repository=repository).on_conflict_do_nothing())
+        state = session.get_one(RepoState, repository)
     return state
+
+
+class Deployment(Base):
+    """This database's identity: one row, a random id made when the schema was created (migration 0006).
+    Every batch request carries it in its custom_id, so another deployment's results are never taken for
+    this one's."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def deployment_prefix(session: Session) -> str:
+    """This database's custom_id prefix: `rv` and its deployment id."""
+    return "rv" + session.scalars(select(Deployment.id)).one()
 
 
 class HttpCacheEntry(Base):

@@ -12,15 +12,19 @@ derived from that declaration and never written out again:
 
 Invariants: an override never sets what it leaves None; `merge` does not re-validate, so its result is
 as valid as its inputs, and the cross-field facts (model priced, template installed, patterns valid,
-cron valid) are checked by the callers on the merged value. Pure: no I/O.
+cron valid) are checked by the callers on the merged value. Title patterns are RE2 expressions
+(`title_regex`): matching takes time linear in the title whatever the pattern (a repository's own
+patterns are untrusted), and a pattern RE2 cannot run in linear time (a lookaround, a backreference) or
+in its memory bound is refused when the file is read. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+import re2
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
@@ -34,6 +38,7 @@ Severity = Literal["critical", "high", "medium", "low"]
 ReviewMode = Literal["incremental", "full"]
 CacheTTL = Literal["5m", "1h"]
 M = TypeVar("M", bound=BaseModel)
+TITLE_REGEX_MEMORY = 1 << 20  # bytes RE2 may use for one compiled title pattern
 
 
 @dataclass(frozen=True)
@@ -172,10 +177,23 @@ def check_patterns(source: str, prefix: str, options: RepoOptions) -> None:
         raise ConfigError(source, f"{prefix}ignore", str(exc)) from None
     for pattern in options.skip.title_patterns:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(source, f"{prefix}skip.title_patterns",
-                              f"{pattern!r} is not a valid regular expression ({exc})") from None
+            title_regex(pattern)
+        except ValueError as exc:
+            raise ConfigError(source, f"{prefix}skip.title_patterns", f"{pattern[:100]!r} is not a valid regular "
+                              f"expression ({exc}); RE2 syntax: no lookarounds or backreferences") from None
+
+
+@functools.lru_cache(maxsize=256)
+def title_regex(pattern: str) -> Any:
+    """A title pattern compiled by RE2, searched case-insensitively (`.search(title)`); ValueError with
+    RE2's reason when it does not compile."""
+    options = re2.Options()
+    options.case_sensitive, options.log_errors, options.max_mem = False, False, TITLE_REGEX_MEMORY
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
 def validated(shape: type[M], raw: object, source: str) -> M:
@@ -193,7 +211,7 @@ def _error_line(source: str, error: ValidationError) -> ConfigError:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     kind = first["type"]
     if kind == "extra_forbidden":
-        problem = "unknown key; remove it or fix its spelling (see reviewer.example.yml)"
+        problem = "unknown key; remove it or fix its spelling (`reviewer config example` shows the keys)"
     elif kind == "missing":
         problem = "required key is missing"
     else:

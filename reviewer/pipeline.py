@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from reviewer.collect import collect_pulls
 from reviewer.express import review_express
 from reviewer.poll import poll_batches, submitted_batches
 from reviewer.post import post_answered
-from reviewer.report import Count, StageReport
+from reviewer.report import StageReport
 from reviewer.runtime import Runtime
 from reviewer.submit import submit_queued
 

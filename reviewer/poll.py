@@ -8,23 +8,33 @@ line (succeeded or not) with its usage and cost.
 
 Results are handled in chunks of one transaction each; a line already stored (an earlier pass was
 interrupted) is skipped, so polling again is always safe. A line whose custom_id names no job of this
-batch is logged and ignored. A batch id that answers 404 right after creation is given time to appear.
+batch, or is not this deployment's (another deployment on the same key), is logged, counted and never
+stored or posted. An *adopted* batch (settle.py) whose lines are another deployment's was never ours:
+it is marked foreign and its jobs are queued again without counting an attempt. A batch id that answers
+404 right after creation is given time to appear.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reviewer.batches import BatchStatus, ResultLine
-from reviewer.db import transaction
 from reviewer.config import Settings
+from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ConfigError
-from reviewer.jobs import canceled_by_operator, job_id_from, jobs_of_batch, requeue_canceled, result_row
+from reviewer.jobs import (
+    LEGACY_PREFIX,
+    canceled_by_operator,
+    job_id_from,
+    jobs_of_batch,
+    requeue_canceled,
+    result_row,
+)
 from reviewer.locks import exclusive
 from reviewer.models import Batch, Result, ResultType, ReviewJob
 from reviewer.queue import BatchState, State, set_batch_state, transition
@@ -103,9 +113,26 @@ def _process_results(rt: Runtime, batch: Batch, status: BatchStatus, report: Sta
             return
         report.error(f"batch {batch.anthropic_id}: {exc.message}; will poll again")
         return
+    except _ForeignBatch as foreign:
+        _disown(rt, batch, str(foreign), report)
+        return
     _requeue_leftovers(rt, batch.id, "its batch ended without a result line for it", report)
     _close_batch(rt, batch.id, BatchState.ENDED, None)
     report.add(Count.BATCHES_ENDED)
+
+
+def _disown(rt: Runtime, batch: Batch, sample: str, report: StageReport) -> None:
+    """Drop a wrong adoption: the batch is marked foreign, and its jobs (which the API never received
+    from us) go back to the queue with the attempt given back."""
+    why = f"adopted batch {batch.anthropic_id} holds another deployment's requests (e.g. {sample!r})"
+    with transaction(rt.sessions) as session:
+        set_batch_state(session, batch.id, BatchState.SUBMITTED, BatchState.FOREIGN, processed_at=rt.clock(),
+                        error=why)
+        for job in jobs_of_batch(session, batch.id, State.SUBMITTED):
+            transition(session, job.id, State.SUBMITTED, State.QUEUED, now=rt.clock(), actor=rt.actor,
+                       attempts=max(job.attempts - 1, 0), batch_id=None,
+                       reason=f"{why}; queued again (the attempt is not counted)")
+    report.error(f"{why}: the adoption is dropped and its {batch.request_count} jobs are queued again")
 
 
 def _chunks(lines: Iterator[ResultLine], size: int) -> Iterator[list[ResultLine]]:
@@ -119,17 +146,31 @@ def _chunks(lines: Iterator[ResultLine], size: int) -> Iterator[list[ResultLine]
         yield chunk
 
 
+class _ForeignBatch(Exception):
+    """An adopted batch holds another deployment's requests: it was never this database's."""
+
+
 def _store_chunk(rt: Runtime, session: Session, batch_id: int, lines: list[ResultLine],
                  report: StageReport) -> None:
-    """Store a chunk of result lines: two reads for the whole chunk, one guarded UPDATE per job, and
-    the inserts sent together at commit (no autoflush per line)."""
-    ids = {line.custom_id: job_id_from(line.custom_id) for line in lines}
+    """Store a chunk of result lines: three reads for the whole chunk, one guarded UPDATE per job, and
+    the inserts sent together at commit (no autoflush per line). A line whose custom_id is not this
+    deployment's is never stored or applied; in an adopted batch it means the adoption was wrong."""
+    batch = session.get_one(Batch, batch_id)
+    prefix = batch.custom_id_prefix or LEGACY_PREFIX
+    ids = {line.custom_id: job_id_from(line.custom_id, prefix) for line in lines}
+    foreign = [custom for custom, job_id in ids.items() if job_id is None]
+    if foreign and batch.adopted:
+        raise _ForeignBatch(foreign[0])
     wanted = [i for i in ids.values() if i is not None]
     jobs = {j.id: j for j in session.scalars(select(ReviewJob).where(ReviewJob.id.in_(wanted)))}
     stored = set(session.scalars(select(Result.custom_id).where(
         Result.batch_id == batch_id, Result.custom_id.in_(list(ids)))))
     with session.no_autoflush:
         for line in lines:
+            if ids[line.custom_id] is None:
+                log.warning("batch row %s: result %r is not this deployment's; ignored", batch_id, line.custom_id)
+                report.add(Count.FOREIGN_RESULTS)
+                continue
             job = jobs.get(ids[line.custom_id] or 0)
             if job is None or job.batch_id != batch_id:
                 log.warning("batch row %s: result for unknown custom_id %r ignored", batch_id, line.custom_id)
@@ -158,7 +199,8 @@ def _apply(rt: Runtime, session: Session, job: ReviewJob, line: ResultLine) -> N
     elif line.type == ResultType.CANCELED and canceled_by_operator(session, job):
         requeue_canceled(session, job, now=now, actor=rt.actor)  # `reviewer batches cancel`: no attempt is spent
     else:
-        detail = f"{line.error_type}: {line.error_message}" if line.type == ResultType.ERRORED else "request " + line.type
+        errored = line.type == ResultType.ERRORED
+        detail = f"{line.error_type}: {line.error_message}" if errored else f"request {line.type}"
         _retry_or_fail(rt, session, job, detail)
 
 

@@ -9,30 +9,49 @@ Before posting, the pull request is read again: closed, or a head that moved on,
 Posting is idempotent: the body carries a hidden marker naming the job; a job whose earlier attempt may
 have reached GitHub (the process died, or the POST failed without an answer) first looks for its
 marker among the service's own reviews and records that review instead of posting again.
+
+A review that was paid for is never dropped on one refusal. Only a definite "this pull request is gone"
+(404 or 410 when it is read again) fails the job at once; closed or moved on makes it stale. Any other
+4xx (a 422 on the review, a 403 that is not a rate limit) is a refusal: the job goes back to `answered`
+with the reason (`reviewer status`, `reviewer explain`) and is tried again by the next run, until it was
+refused `max_attempts` times (the repository's); refusals are counted from the job's events (reason
+`REFUSED ...`), so attempts lost to a rate limit, a 5xx or a crash never use one up. A 5xx, or no
+answer, is tried again by the next run without counting.
+
+The review is public: its footer names the config file by its name only (`public_source`), never its path
+on the server.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from reviewer.review.body import Footer, marker
-from reviewer.review.compose import ReviewContext, compose_review, demote_inline, known_fingerprints
 from reviewer.db import transaction
-from reviewer.review.diffs import DiffIndex, index_diff
-from reviewer.errors import AuthFailed, ConcurrentTransition, GitHubError, RateLimited, Unreachable
-from reviewer.github import PostedReview
+from reviewer.errors import AuthFailed, ConcurrentTransition, ConfigError, GitHubError, RateLimited, Unreachable
+from reviewer.github import PostedReview, PullSummary
 from reviewer.jobs import effective_settings, latest_result
-from reviewer.models import ReviewJob
-from reviewer.review.parse import ReviewDraft, parse_review
+from reviewer.models import JobEvent, ReviewJob
 from reviewer.queue import State, expired_leases, iter_claimable, lease, transition
 from reviewer.report import Count, StageReport
+from reviewer.review.body import Footer, marker
+from reviewer.review.compose import ReviewContext, compose_review, demote_inline, known_fingerprints
+from reviewer.review.diffs import DiffIndex, index_diff
+from reviewer.review.parse import ReviewDraft, parse_review
 from reviewer.runtime import Runtime
 
 CLAIM_CHUNK = 100
+REFUSED = "GitHub refused the review"  # the reason of every refusal event; `_refusals` counts them
+_CENTRAL_PATH = re.compile(r"^(.*?)(?= \+ | \(|$)")  # config_source starts with the central file's path
+
+
+class _PullGone(GitHubError):
+    """The pull request answered 404 or 410 when read again: it is gone (or the token lost sight of it)."""
 
 
 def post_answered(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
@@ -87,19 +106,49 @@ def _post_one(rt: Runtime, job: ReviewJob, report: StageReport) -> bool:
         report.error(f"{name}: {exc.message}")
         return False
     except GitHubError as exc:
-        permanent = exc.status in (404, 410, 422)
-        _finish(rt, job, State.FAILED if permanent else State.ANSWERED,
-                f"GitHub refused the review: {exc.message}" if permanent else f"not posted yet: {exc.message}")
         report.error(f"{name}: {exc.message}")
-        report.add(Count.FAILED if permanent else Count.DEFERRED)
+        report.add(_not_posted(rt, job, exc))
         return True
     report.add(outcome)
     return True
 
 
+def _not_posted(rt: Runtime, job: ReviewJob, exc: GitHubError) -> Count:
+    """GitHub answered with an error: failed (the PR is gone), refused (counted) or deferred (5xx)."""
+    if isinstance(exc, _PullGone):
+        _finish(rt, job, State.FAILED, f"the pull request is gone: {exc.message}")
+        return Count.FAILED
+    if exc.status is None or exc.status >= 500:
+        _finish(rt, job, State.ANSWERED, f"not posted yet: {exc.message}")
+        return Count.DEFERRED
+    limit, refusals = _max_attempts(rt, job), _refusals(rt, job.id) + 1
+    if refusals >= limit:
+        _finish(rt, job, State.FAILED, f"{REFUSED} {refusals} times (max_attempts {limit}); last: {exc.message}")
+        return Count.FAILED
+    _finish(rt, job, State.ANSWERED, f"{REFUSED} (refusal {refusals} of {limit}; tried again by the next run): "
+            f"{exc.message}")
+    return Count.REFUSED
+
+
+def _refusals(rt: Runtime, job_id: int) -> int:
+    """How many times GitHub refused this job's review before (each refusal is an event)."""
+    with rt.sessions() as session:
+        return session.scalar(select(func.count()).select_from(JobEvent).where(
+            JobEvent.job_id == job_id, JobEvent.from_state == State.POSTING.value,
+            JobEvent.to_state == State.ANSWERED.value, JobEvent.reason.startswith(REFUSED, autoescape=True))) or 0
+
+
+def _max_attempts(rt: Runtime, job: ReviewJob) -> int:
+    """The repository's max_attempts; 1 for a repository no longer configured."""
+    try:
+        return effective_settings(rt.settings, job).max_attempts
+    except ConfigError:
+        return 1
+
+
 def _check_and_post(rt: Runtime, job: ReviewJob) -> Count:
     name = f"{job.repository}#{job.pr_number}"
-    pr = rt.github.get_pull(job.repository, job.pr_number)
+    pr = _read_pull(rt, job)
     if pr.state != "open":
         _finish(rt, job, State.STALE, f"pull request was {'merged' if pr.merged else 'closed'} before posting")
         return Count.STALE
@@ -134,6 +183,16 @@ def _check_and_post(rt: Runtime, job: ReviewJob) -> Count:
     return Count.POSTED
 
 
+def _read_pull(rt: Runtime, job: ReviewJob) -> PullSummary:
+    """The pull request as it is now; 404 or 410 raise `_PullGone`."""
+    try:
+        return rt.github.get_pull(job.repository, job.pr_number)
+    except GitHubError as exc:
+        if exc.status in (404, 410):
+            raise _PullGone(exc.message, exc.hint, exc.status) from None
+        raise
+
+
 def _record_posted(rt: Runtime, job: ReviewJob, review: PostedReview, reason: str) -> None:
     _finish(rt, job, State.POSTED, reason, github_review_id=review.id, posted_url=review.html_url,
             posted_at=rt.clock())
@@ -158,10 +217,16 @@ def _prepare(rt: Runtime, job: ReviewJob, job_marker: str) -> tuple[ReviewDraft,
     known = known_fingerprints(rt.github.own_texts(job.repository, job.pr_number)) if reviewed_before else frozenset()
     ctx = ReviewContext(
         footer=footer, marker=job_marker,
-        config_line=f"config: {job.config_source or rt.settings.source} · template {repo.template} · "
+        config_line=f"config: {public_source(job.config_source or rt.settings.source)} · template {repo.template} · "
                     f"severity ≥ {repo.severity_threshold} · {repo.review_mode} mode",
         max_inline=repo.max_inline_comments, severity_threshold=repo.severity_threshold,
         known_fingerprints=known, omitted=tuple((p, r) for p, r in json.loads(job.omitted or "[]")),
-        since_sha=job.review_base_sha,
+        unlisted=job.unlisted_files or 0, since_sha=job.review_base_sha,
     )
     return draft, index_diff(job.diff), ctx
+
+
+def public_source(source: str) -> str:
+    """The config as a public review names it: the central file by its name only, never its path on the
+    server (`/etc/reviewer/prod.yml + .github/reviewer.yml (default branch)` -> `prod.yml + ...`)."""
+    return _CENTRAL_PATH.sub(lambda found: PurePath(found.group(1)).name or found.group(1), source, count=1)

@@ -4,8 +4,8 @@ nothing else writes `ReviewJob.state`.
     queued ──claim──> submitting ──batch created──> submitted ──succeeded──> answered ──claim──> posting ──> posted
       │                  │                             │                                          │
       ├─> skipped        ├─ batch never created ─>     ├─ errored / expired / canceled ─> queued  ├─ closed or head moved ─> stale
-      └─> stale          │  queued                     │  (attempts + 1), or failed at the limit  ├─ transient error ─> answered
-         (superseded     └─ express lane (standard     └─> failed (invalid request)               └─ permanent error ─> failed
+      └─> stale          │  queued                     │  (attempts + 1), or failed at the limit  ├─ 5xx, or refused ─> answered
+         (superseded     └─ express lane (standard     └─> failed (invalid request)               └─ PR gone, or refused max_attempts times ─> failed
           or closed)        API, synchronous) ─> answered or failed
 
 Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id = :id AND state =
@@ -13,25 +13,32 @@ Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id
 move the same job. Claims add a lease (owner + expiry); a lease that expires (the worker crashed) makes
 the job recoverable by the stage that owns that state.
 
+`hold()` is the one write of a job's `reason` without a state change: why a queued job stays queued (over
+a budget, `over_budget: wait`), for `reviewer status` and `explain`. It is not a transition and writes no
+event (nothing moved); the job's next transition replaces the reason.
+
 Batches have a lifecycle of their own, owned here as well: `BatchState`, `BATCH_TRANSITIONS` and
 `set_batch_state()`, the only writer of `Batch.state`.
 
     creating ──API created it──> submitted ──results stored──> ended
-      │                            ├─ the API no longer knows it (404) ─> missing
-      └─ never created ─> abandoned └─ results archived before download ─> archived
-         (refused, 429, or an interrupted create the API has no trace of)
+      │        (or adopted)        ├─ the API no longer knows it (404) ─> missing
+      │                            ├─ results archived before download ─> archived
+      │                            └─ adopted, but its results are another deployment's ─> foreign
+      └─ never created ─> abandoned
+         (refused, 429, or a create without answer that the API has no trace of)
 
 `creating` is written with the batch row *before* the create call, so a crash in between leaves a
-trace that the next submission reconciles against the API. Terminal: ended, abandoned, missing, archived.
+trace that is settled against the API (settle.py). Terminal: ended, abandoned, missing, archived, foreign.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reviewer.errors import ConcurrentTransition
@@ -81,15 +88,17 @@ class BatchState(enum.StrEnum):
     ABANDONED = "abandoned"
     MISSING = "missing"
     ARCHIVED = "archived"
+    FOREIGN = "foreign"
 
 
 BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
     BatchState.CREATING: frozenset({BatchState.SUBMITTED, BatchState.ABANDONED}),
-    BatchState.SUBMITTED: frozenset({BatchState.ENDED, BatchState.MISSING, BatchState.ARCHIVED}),
+    BatchState.SUBMITTED: frozenset({BatchState.ENDED, BatchState.MISSING, BatchState.ARCHIVED, BatchState.FOREIGN}),
     BatchState.ENDED: frozenset(),
     BatchState.ABANDONED: frozenset(),
     BatchState.MISSING: frozenset(),
     BatchState.ARCHIVED: frozenset(),
+    BatchState.FOREIGN: frozenset(),
 }
 BATCH_TERMINAL = frozenset(s for s, targets in BATCH_TRANSITIONS.items() if not targets)
 BATCHES_IN_FLIGHT = frozenset({BatchState.CREATING, BatchState.SUBMITTED})  # they hold room in the batch queue
@@ -144,6 +153,13 @@ def transition(
     _event(session, job_id, source, target, reason, actor, now)
 
 
+def hold(session: Session, job_id: int, reason: str, *, now: datetime) -> bool:
+    """Record why queued job `job_id` waits, leaving its state alone; False if it is no longer queued."""
+    statement = (update(REVIEW_JOBS).where(REVIEW_JOBS.c.id == job_id, REVIEW_JOBS.c.state == State.QUEUED.value)
+                 .values(reason=reason, updated_at=now))
+    return bool(session.execute(statement).rowcount == 1)  # type: ignore[attr-defined]
+
+
 def claimable(session: Session, state: State, *, now: datetime, limit: int | None = None,
               repositories: Iterable[str] | None = None, after_id: int = 0) -> Sequence[ReviewJob]:
     """Jobs in `state` that nobody holds: no lease, or a lease that expired.
@@ -165,8 +181,8 @@ def _locked_rows(session: Session, state: State, condition: ColumnElement[bool],
                  repositories: Iterable[str] | None = None, after_id: int = 0) -> Sequence[ReviewJob]:
     query = (select(ReviewJob).where(ReviewJob.state == state.value, condition, ReviewJob.id > after_id)
              .order_by(ReviewJob.id))
-    if repositories is not None:
-        query = query.where(ReviewJob.repository.in_(list(repositories)))
+    if repositories is not None:  # case-insensitive, as GitHub's names are
+        query = query.where(func.lower(ReviewJob.repository).in_([name.lower() for name in repositories]))
     if limit is not None:
         query = query.limit(limit)
     if session.get_bind().dialect.name == "postgresql":
@@ -199,9 +215,10 @@ def batch_allowed(source: BatchState, target: BatchState) -> bool:
     return target in BATCH_TRANSITIONS[source]
 
 
-def new_batch(session: Session, *, owner: str | None, now: datetime) -> Batch:
+def new_batch(session: Session, *, owner: str | None, now: datetime, custom_id_prefix: str) -> Batch:
     """The row of a batch about to be created, in `creating`; flushed, so it has its id."""
-    batch = Batch(state=BatchState.CREATING.value, request_count=0, owner=owner, created_at=now)
+    batch = Batch(state=BatchState.CREATING.value, request_count=0, owner=owner, created_at=now,
+                  custom_id_prefix=custom_id_prefix)
     session.add(batch)
     session.flush()
     return batch

@@ -40,6 +40,7 @@ class Count(enum.StrEnum):
     RESULTS_EXPIRED = "results expired"
     RESULTS_CANCELED = "results canceled"
     UNKNOWN_RESULTS = "unknown results ignored"
+    FOREIGN_RESULTS = "foreign results ignored"
     WITHOUT_RESULT = "without result"
     # post
     POSTED = "posted"
@@ -47,6 +48,7 @@ class Count(enum.StrEnum):
     ALREADY_POSTED = "already posted"
     STALE = "stale"
     DEFERRED = "deferred"
+    REFUSED = "refused (tried again next run)"
     FAILED = "failed"
     INTERRUPTED_POSTS = "interrupted posts recovered"
     # batch operations

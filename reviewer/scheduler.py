@@ -4,16 +4,18 @@ the configured time zone). Jobs run one at a time on one worker thread, so steps
 
 A submission missed while the service was down is caught up once at start (the last recorded
 submission is older than the schedule's latest fire time), never once per missed slot. SIGTERM and
-SIGINT stop the service between steps: the running step finishes, nothing new starts.
+SIGINT stop the service between steps: nothing new starts, and the running step gets a few seconds to
+finish before the process exits anyway (shutdown.py: within Docker's 10 s; the next run picks it up).
+A step that fails logs one line for an outside failure (GitHub, Anthropic, the database) and its
+traceback only for a bug; the service goes on either way.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -23,14 +25,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reviewer.collect import collect_pulls
 from reviewer.config import RepoSettings
+from reviewer.db import DATABASE_ERRORS, database_error
+from reviewer.errors import ReviewerError
 from reviewer.locks import single_instance
+from reviewer.metrics import serve_metrics, timed_step
 from reviewer.models import RepoState
 from reviewer.pipeline import collect_and_expedite
-from reviewer.metrics import serve_metrics, timed_step
 from reviewer.poll import poll_batches
 from reviewer.post import post_answered
-from reviewer.report import Count, StageReport
+from reviewer.report import StageReport
 from reviewer.runtime import Runtime
+from reviewer.shutdown import Shutdown
 from reviewer.submit import submit_queued
 
 log = logging.getLogger("reviewer.scheduler")
@@ -43,7 +48,11 @@ def _step(name: str, run: Callable[[], StageReport], stop: threading.Event) -> C
         try:
             report = timed_step(name, run)  # duration and failure, for /metrics
             log.info("%s", report.summary())
-        except Exception:  # the daemon must survive any one step; the traceback is logged
+        except ReviewerError as exc:  # an outside failure: one line, the next run tries again
+            log.error("step %s failed: %s", name, exc)
+        except DATABASE_ERRORS as exc:
+            log.error("step %s failed: %s", name, database_error(exc))
+        except Exception:  # the daemon must survive any one step; a bug's traceback is logged
             log.exception("step %s failed", name)
 
     return job
@@ -111,16 +120,10 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
 
 
 def run_service(rt: Runtime, stop: threading.Event | None = None) -> None:
-    stop = stop or threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s; stopping after the current step", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with single_instance(rt.engine):  # SQLite: one instance per database file
-        _serve(rt, stop)
+    """Serve until SIGTERM or SIGINT (main thread); a step that hangs past the grace is abandoned
+    (shutdown.py) and picked up by the next run."""
+    with Shutdown(stop) as shutdown, single_instance(rt.engine):  # SQLite: one instance per database file
+        _serve(rt, shutdown.stop)
 
 
 def _serve(rt: Runtime, stop: threading.Event) -> None:

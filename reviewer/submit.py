@@ -1,10 +1,12 @@
-"""Stage 2, submit: queued jobs become Anthropic Message Batches (custom_id = "job-<id>", see jobs.py).
+"""Stage 2, submit: queued jobs become Anthropic Message Batches (custom_id = "rv<deployment>-<job id>",
+see jobs.py).
 
-Crash safety: the batch row is written and the jobs moved to `submitting` (with a lease) *before* the
-API call, and the batch id is recorded after it. If the process dies in between, the next run finds the
-`creating` row once its lease expired and reconciles it against the API's batch list: a batch with the
-same number of requests created at that moment is adopted (no job is submitted twice); if there is none,
-the jobs go back to the queue (no job is lost). `create` is sent without SDK retries for the same reason.
+Crash safety: the batch row is written and the jobs moved to `submitting` *before* the API call, and the
+batch id is recorded after it. `create` is sent without SDK retries (the API has no idempotency key). A
+create without a definite answer is settled in the same run, and a row left `creating` by a dead process
+at the next submission, under the submit lock (settle.py): the batch is adopted if the API made it (no
+job is submitted twice), else the jobs go back to the queue (no job is lost). A failed create stops this
+run's submission; what is already answered is still polled and posted.
 
 Limits: at most 100,000 requests and 256 MB per batch; a larger queue becomes several batches.
 """
@@ -15,7 +17,6 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,18 +24,22 @@ from sqlalchemy.orm import Session
 from reviewer.budget import BudgetGate
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ConcurrentTransition, ConfigError, TemplateError
-from reviewer.jobs import Prepared, jobs_of_batch, prepare_request
+from reviewer.jobs import Prepared, prepare_request
 from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
-from reviewer.queue import BATCHES_IN_FLIGHT, BatchState, State, iter_claimable, lease, new_batch, set_batch_state, transition
+from reviewer.queue import BATCHES_IN_FLIGHT, State, hold, iter_claimable, lease, new_batch, transition
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
+from reviewer.settle import abandon, create_outcome, record_submitted, settle_ambiguous, settle_interrupted
 
 log = logging.getLogger("reviewer.submit")
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024 - 1024 * 1024  # leave room for the envelope
 CLAIM_CHUNK = 1000
-RECONCILE_SKEW = timedelta(minutes=2)
+
+
+class _CreateFailed(Exception):
+    """A create failed (and was settled): this run sends no further batch."""
 
 
 @dataclass
@@ -52,17 +57,20 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
         if not mine:
             report.note("another instance is submitting right now; its batch will carry these jobs")
             return report
-        reconcile_orphans(rt, report)
+        settle_interrupted(rt, report)  # holding the lock proves their creators are gone
         _submit_locked(rt, names, report)
     return report
 
 
 def _submit_locked(rt: Runtime, names: list[str], report: StageReport) -> None:
     pending = _Pending(capacity=_queue_capacity(rt))
-    for job in iter_claimable(rt.sessions, State.QUEUED, clock=rt.clock, repositories=names, chunk=CLAIM_CHUNK):
-        pending = _add_job(rt, job, pending, report)
-    if pending.jobs:
-        _send(rt, pending, report)
+    try:
+        for job in iter_claimable(rt.sessions, State.QUEUED, clock=rt.clock, repositories=names, chunk=CLAIM_CHUNK):
+            pending = _add_job(rt, job, pending, report)
+        if pending.jobs:
+            _send(rt, pending, report)
+    except _CreateFailed:
+        return  # the jobs not sent stay queued for the next submission
     with transaction(rt.sessions) as session:
         for name in names:
             repo_state(session, name).last_submitted_at = rt.clock()
@@ -78,7 +86,7 @@ def _queue_capacity(rt: Runtime) -> int:
 
 def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport) -> _Pending:
     try:
-        prepared = prepare_request(job, rt.settings)
+        prepared = prepare_request(job, rt.settings, rt.custom_id_prefix)
     except (TemplateError, ConfigError) as exc:
         report.error(f"{job.repository}#{job.pr_number}: {exc.message}; the job stays queued")
         return pending
@@ -112,7 +120,7 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
     now = rt.clock()
     with transaction(rt.sessions) as session:
         gate = BudgetGate.open(session, rt.settings, {p.repository for _, p in pending.jobs}, now)
-        batch = new_batch(session, owner=rt.actor, now=now)
+        batch = new_batch(session, owner=rt.actor, now=now, custom_id_prefix=rt.custom_id_prefix)
         claimed = _claim(rt, session, batch.id, pending, gate, report)
         batch.request_count = len(claimed)
         batch_row_id = batch.id
@@ -125,21 +133,38 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
     if not requests:
         return 0
     try:
-        created = rt.batches.create(requests)
+        anthropic_id = rt.batches.create(requests).id
     except AnthropicError as exc:
-        if exc.status == 429:  # the organisation's batch queue is full: nothing was created; wait
-            _abandon(rt, batch_row_id, exc.message)
-            report.note(f"{len(requests)} jobs wait for the next submission: {exc.message}")
-            return 0
-        if exc.status is not None and not exc.retryable:
-            _abandon(rt, batch_row_id, exc.message)  # refused: nothing was created
-        report.error(f"batch of {len(requests)} requests not submitted: {exc.message}")
-        raise
-    _record_submitted(rt, batch_row_id, created.id)
+        adopted = _create_failed(rt, batch_row_id, len(requests), exc, report)
+        if adopted is None:
+            raise _CreateFailed from None
+        anthropic_id = adopted
+    else:
+        record_submitted(rt, batch_row_id, anthropic_id)
     report.add(Count.SUBMITTED, len(requests))
     report.add(Count.BATCHES)
-    report.note(f"batch {created.id}: {len(requests)} requests")
+    report.note(f"batch {anthropic_id}: {len(requests)} requests")
     return len(requests)
+
+
+def _create_failed(rt: Runtime, batch_row_id: int, size: int, exc: AnthropicError,
+                   report: StageReport) -> str | None:
+    """Settle a failed create now; returns the batch's id if the API had made it after all (adopted).
+    A refusal made nothing (the jobs are queued again), an ambiguous failure is looked up; nothing waits
+    for a lease."""
+    outcome = create_outcome(exc)
+    if outcome == "ambiguous":
+        report.note(f"batch of {size} requests: {exc.message}; looking for it")
+        adopted = settle_ambiguous(rt, batch_row_id, report)
+        if adopted is None:
+            report.error(f"batch of {size} requests not submitted ({exc.message}); its jobs are queued again")
+        return adopted
+    abandon(rt, batch_row_id, exc.message)
+    if outcome == "queue full":
+        report.note(f"{size} jobs wait for the next submission: {exc.message}")
+    else:
+        report.error(f"batch of {size} requests not submitted: {exc.message}; its jobs are queued again")
+    return None
 
 
 def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, gate: BudgetGate,
@@ -170,52 +195,6 @@ def _over_budget(rt: Runtime, session: Session, job_id: int, why: str, report: S
             return  # another submitter took it
         report.add(Count.SKIPPED_BUDGET)
     else:
+        hold(session, job_id, f"waiting for budget: {why}", now=rt.clock())  # shown by `reviewer status`
         report.add(Count.WAITING_FOR_BUDGET)
     report.note(f"job {job_id}: {why}")
-
-
-def _record_submitted(rt: Runtime, batch_row_id: int, anthropic_id: str) -> None:
-    now = rt.clock()
-    with transaction(rt.sessions) as session:
-        set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.SUBMITTED, anthropic_id=anthropic_id,
-                        submitted_at=now, processing_status="in_progress")
-        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
-            transition(session, job.id, State.SUBMITTING, State.SUBMITTED, now=now, actor=rt.actor,
-                       reason=f"in batch {anthropic_id}", attempts=job.attempts + 1)
-
-
-def _abandon(rt: Runtime, batch_row_id: int, why: str) -> None:
-    now = rt.clock()
-    with transaction(rt.sessions) as session:
-        set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.ABANDONED, error=why)
-        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
-            transition(session, job.id, State.SUBMITTING, State.QUEUED, now=now, actor=rt.actor,
-                       reason=f"batch was not created ({why}); queued again", batch_id=None)
-
-
-def reconcile_orphans(rt: Runtime, report: StageReport) -> None:
-    """Batches whose creation was interrupted: adopt what the API created, requeue what it did not."""
-    cutoff = rt.clock() - timedelta(seconds=rt.settings.intervals.lease_seconds)
-    with rt.sessions() as session:
-        orphans = session.scalars(select(Batch).where(Batch.state == BatchState.CREATING, Batch.created_at < cutoff)
-                                  .order_by(Batch.id)).all()
-        known = set(session.scalars(select(Batch.anthropic_id).where(Batch.anthropic_id.is_not(None))))
-    if not orphans:
-        return
-    try:
-        remote = rt.batches.list_since(min(o.created_at for o in orphans) - RECONCILE_SKEW)
-    except AnthropicError as exc:
-        report.error(f"cannot reconcile {len(orphans)} interrupted batch(es) yet: {exc.message}")
-        return
-    for orphan in orphans:
-        match = next((b for b in sorted(remote, key=lambda b: b.created_at)
-                      if b.id not in known and b.request_total == orphan.request_count
-                      and b.created_at >= orphan.created_at - RECONCILE_SKEW), None)
-        if match is None:
-            _abandon(rt, orphan.id, "creation was interrupted and the API has no such batch")
-            report.note(f"local batch {orphan.id}: never created; its {orphan.request_count} jobs are queued again")
-        else:
-            known.add(match.id)
-            _record_submitted(rt, orphan.id, match.id)
-            report.note(f"local batch {orphan.id}: creation was interrupted; adopted {match.id}")
-            report.add(Count.ADOPTED_BATCHES)

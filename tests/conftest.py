@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -128,6 +129,7 @@ def write_service(tmp_path: Path, database_url: str, github: GitHubEmulator, ant
         "intervals": {"poll_seconds": 0.05, "lease_seconds": 30},
         "github": {"write_pause_seconds": 0},
         "metrics": {"port": 0},
+        "anthropic": {"create_grace_seconds": 0},  # the emulator answers at once: no request is in flight
         **extra,
     }
     path = tmp_path / "reviewer.yml"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 HOLD_TIMEOUT_SECONDS = 30.0
@@ -34,6 +35,25 @@ class Fault:
     status: int
     body: Any
     headers: dict[str, str]
+    times: int
+
+    def response(self) -> Response:
+        """`body` as JSON (default `{"message": "emulated fault"}`), or, given as bytes, sent as it is (an
+        HTML error page, an empty body), as text/html unless `headers` name another Content-Type."""
+        if isinstance(self.body, bytes):
+            return Response(self.status, self.body, {"Content-Type": "text/html; charset=utf-8", **self.headers})
+        payload = self.body if self.body is not None else {"message": "emulated fault"}
+        return Response.json(self.status, payload, self.headers)
+
+
+@dataclass
+class Loss:
+    """Processes a matching request (its side effect happens), then loses the answer: `status` None
+    drops the connection without a word, else the client gets that status instead of the real answer."""
+
+    method: str
+    pattern: re.Pattern[str]
+    status: int | None
     times: int
 
 
@@ -93,6 +113,7 @@ class EmulatorServer:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []
+        self._losses: list[Loss] = []
         self.requests: list[RecordedRequest] = []
 
     @property
@@ -148,6 +169,11 @@ class EmulatorServer:
                 Fault(method.upper(), re.compile(path_pattern), status, body, dict(headers or {}), times)
             )
 
+    def lose_answer(self, method: str, path_pattern: str, status: int | None = None, times: int = 1) -> None:
+        """The next `times` matching requests are carried out, and their answers lost (see `Loss`)."""
+        with self._lock:
+            self._losses.append(Loss(method.upper(), re.compile(path_pattern), status, times))
+
     def hold_after_processing(self, method: str, path_pattern: str) -> Hold:
         hold = Hold(method.upper(), re.compile(path_pattern))
         with self._lock:
@@ -175,6 +201,16 @@ class EmulatorServer:
                     return fault
         return None
 
+    def _take_loss(self, method: str, path: str) -> Loss | None:
+        with self._lock:
+            for loss in self._losses:
+                if loss.method == method and loss.pattern.search(path):
+                    loss.times -= 1
+                    if loss.times <= 0:
+                        self._losses.remove(loss)
+                    return loss
+        return None
+
     def _take_hold(self, method: str, path: str) -> Hold | None:
         with self._lock:
             for hold in self._holds:
@@ -191,14 +227,22 @@ class EmulatorServer:
         request = Request(raw.command, parts.path, parse_qs(parts.query), headers, body)
         fault = self._take_fault(request.method, request.path)
         if fault is not None:
-            payload = fault.body if fault.body is not None else {"message": "emulated fault"}
-            response = Response.json(fault.status, payload, fault.headers)
+            response = fault.response()
         else:
             response = self._handle(request)
             hold = self._take_hold(request.method, request.path)
             if hold is not None:
                 hold.reached.set()
                 hold.released.wait(HOLD_TIMEOUT_SECONDS)
+            loss = self._take_loss(request.method, request.path)
+            if loss is not None and loss.status is None:
+                with self._lock:
+                    self.requests.append(RecordedRequest(request.method, request.path, request.query, 0, headers))
+                raw.close_connection = True  # no status line at all: the client sees the connection drop
+                return
+            if loss is not None and loss.status is not None:
+                response = Response.json(loss.status, {"type": "error", "error": {
+                    "type": "api_error", "message": "Internal server error"}})
         with self._lock:
             self.requests.append(
                 RecordedRequest(request.method, request.path, request.query, response.status, headers)

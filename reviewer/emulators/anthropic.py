@@ -30,7 +30,7 @@ import threading
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -511,7 +511,7 @@ class AnthropicEmulator:
             self._clock_offset += timedelta(seconds=seconds)
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self._clock_offset
+        return datetime.now(UTC) + self._clock_offset
 
     def end_all(self) -> None:
         """Ends every batch that has not ended, as if processing finished now."""

@@ -5,6 +5,9 @@ Invariants:
 - Every absolute URL in a response (JSON `*_url` fields, `Link` headers) is built from `self.url`, including its
   port and path prefix, because PyGithub asserts that followed URLs match its `base_url`. HTML URLs point at
   github.com, as on the real service; PyGithub never follows them.
+- File names in JSON (`filename`, `previous_filename`, a review comment's `path`) are real paths; a diff
+  names them as git does (C-quoted where git quotes, see samples.py). `pulls/N/files` lists at most 3,000
+  files, as GitHub does, while the pull request's `changed_files` counts them all.
 - A pull request keeps every diff it was ever pushed with, keyed by head sha, so reviews may target older
   commits and `compare` can diff two pushes of the same PR.
 - Review validation mirrors GitHub's 422s (see shared/reference/github.md §2.1): a review is stored entirely or
@@ -42,7 +45,7 @@ from reviewer.emulators.github_apps import (
     looks_like_jwt,
     token_json,
 )
-from reviewer.emulators.samples import make_diff
+from reviewer.emulators.samples import git_unquote, make_diff
 
 HTML_BASE = "https://github.com"
 DOCS_URL = "https://docs.github.com/rest"
@@ -56,6 +59,7 @@ MAX_PER_PAGE = 100
 MAX_DIFF_FILES = 300  # GitHub refuses the diff media type above this (406 too_large)
 MAX_LISTED_FILES = 3000  # pulls/{n}/files stops here
 MAX_BODY_CHARS = 65536
+MAX_INLINE_CONTENT_BYTES = 1024 * 1024  # `GET contents` sends a larger file's size, not its content
 DIFF_MEDIA_TYPES = ("application/vnd.github.diff", "application/vnd.github.v3.diff")
 REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
 SAME_HUNK = "Pull request review thread start line must be part of the same hunk as the line."
@@ -120,7 +124,7 @@ def _file_diff(patched: PatchedFile, text: str) -> FileDiff:
     first_hunk = re.search(r"^@@", text, re.MULTILINE)
     patch = text[first_hunk.start() :].rstrip("\n") if first_hunk and not patched.is_binary_file else None
     return FileDiff(
-        filename=patched.path,
+        filename=git_unquote(patched.path),  # GitHub's JSON has the real path, git's diff a quoted one
         previous_filename=_strip_side(patched.source_file) if status == "renamed" else None,
         status=status,
         additions=patched.added,
@@ -146,7 +150,8 @@ def _file_status(patched: PatchedFile) -> str:
 
 
 def _strip_side(name: str) -> str:
-    return name[2:] if name.startswith(("a/", "b/")) else name
+    path = git_unquote(name)
+    return path[2:] if path.startswith(("a/", "b/")) else path
 
 
 def _hunk(hunk: Hunk) -> _Hunk:
@@ -626,8 +631,10 @@ def _review_comment_json(api: str, repo: _Repo, pull: _Pull, review: dict[str, A
 
 
 def _content_json(api: str, repo: _Repo, path: str, ref: str, content: str) -> dict[str, Any]:
+    """A file as `GET contents` shows it; above 1 MB GitHub sends its size but no content (encoding "none")."""
     data = content.encode()
-    encoded = base64.b64encode(data).decode()
+    inline = len(data) <= MAX_INLINE_CONTENT_BYTES
+    encoded = base64.b64encode(data).decode() if inline else ""
     wrapped = "".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60))
     sha = _blob_sha(data)
     url = f"{api}/repos/{repo.full_name}/contents/{quote(path)}?ref={quote(ref)}"
@@ -635,7 +642,7 @@ def _content_json(api: str, repo: _Repo, path: str, ref: str, content: str) -> d
     html_url = f"{HTML_BASE}/{repo.full_name}/blob/{ref}/{path}"
     return {
         "type": "file",
-        "encoding": "base64",
+        "encoding": "base64" if inline else "none",
         "size": len(data),
         "name": posixpath.basename(path),
         "path": path,
@@ -1133,7 +1140,8 @@ class GitHubEmulator:
             repo = self._repos.get(f"{unquote(repo_match['owner'])}/{unquote(repo_match['name'])}".lower())
             installation = self.apps.installation_of(app, repo.full_name) if repo else None
             if installation is None:
-                return _error(404, "Not Found", f"{APP_DOCS_URL}#get-a-repository-installation-for-the-authenticated-app")
+                docs = f"{APP_DOCS_URL}#get-a-repository-installation-for-the-authenticated-app"
+                return _error(404, "Not Found", docs)
             account = _user_json(self.url, self._ensure_user(installation.account_login, "Organization"))
             return Response.json(200, installation_json(self.url, app, installation, account))
         token_match = re.match(r"^/app/installations/(\d+)/access_tokens$", path)

@@ -5,12 +5,17 @@ The seeded pull requests carry the kind of defects a reviewer should catch (SQL 
 a retry loop without backoff, a cache that races and mutates a dict while iterating it, a refactor that
 swallows exceptions), next to PRs that should be skipped or pass quietly (a draft, a dependabot lock bump,
 a docs change). Base-branch versions are stored too, so `GET contents` and `compare` can rebuild files.
+
+File names are written as git writes them (core.quotePath, its default): a name with a control character,
+a quote, a backslash or a non-ASCII byte is C-quoted (`"a/caf\\303\\251.py"`), and a `---`/`+++` line whose
+name holds a space ends with a tab. `git_unquote` reads such a name back, as GitHub does for its JSON.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -18,6 +23,39 @@ if TYPE_CHECKING:  # github.py imports make_diff from here
     from reviewer.emulators.github import GitHubEmulator
 
 CONTEXT_LINES = 3  # git's default
+_C_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"',
+              0x5C: "\\\\"}
+_C_UNESCAPES = {text: code for code, text in _C_ESCAPES.items()}
+_C_TOKEN = re.compile(r'\\[0-7]{3}|\\.|[^\\]', re.DOTALL)
+
+
+def git_quote(prefix: str, path: str) -> str:
+    """`prefix` + `path` as git prints it in a diff header: as it is, or in double quotes with C escapes
+    (octal for each byte of a non-ASCII character) when a byte needs one."""
+    raw = (prefix + path).encode()
+    if all(0x20 <= byte < 0x7F and byte not in _C_ESCAPES for byte in raw):
+        return prefix + path
+    return '"' + "".join(_C_ESCAPES.get(byte) or (chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03o}")
+                         for byte in raw) + '"'
+
+
+def git_unquote(name: str) -> str:
+    """The path a name in a diff header stands for: a C-quoted name decoded, any other name as it is."""
+    if len(name) < 2 or name[0] != '"' or name[-1] != '"':
+        return name
+    decoded = bytearray()
+    for token in _C_TOKEN.findall(name[1:-1]):
+        if len(token) == 4:
+            decoded.append(int(token[1:], 8))
+        elif len(token) == 2:
+            decoded.append(_C_UNESCAPES.get(token, ord(token[1]) & 0xFF))
+        else:
+            decoded += token.encode()
+    return decoded.decode("utf-8", "replace")
+
+
+def _header_line(sign: str, prefix: str, path: str) -> str:
+    return f"{sign} {git_quote(prefix, path)}{chr(9) if ' ' in path else ''}\n"
 
 
 def make_diff(changes: Mapping[str, tuple[str | None, str | None]]) -> str:
@@ -26,7 +64,7 @@ def make_diff(changes: Mapping[str, tuple[str | None, str | None]]) -> str:
 
 
 def _file_diff(path: str, old: str | None, new: str | None) -> str:
-    lines = [f"diff --git a/{path} b/{path}\n"]
+    lines = [f"diff --git {git_quote('a/', path)} {git_quote('b/', path)}\n"]
     if old is None:
         lines.append("new file mode 100644\n")
     if new is None:
@@ -35,8 +73,8 @@ def _file_diff(path: str, old: str | None, new: str | None) -> str:
     lines.append(f"index {_abbrev(old)}..{_abbrev(new)}{mode}\n")
     hunks = _hunks(old or "", new or "")
     if hunks:  # git prints no ---/+++ for an empty file created or deleted
-        lines.append("--- /dev/null\n" if old is None else f"--- a/{path}\n")
-        lines.append("+++ /dev/null\n" if new is None else f"+++ b/{path}\n")
+        lines.append("--- /dev/null\n" if old is None else _header_line("---", "a/", path))
+        lines.append("+++ /dev/null\n" if new is None else _header_line("+++", "b/", path))
     return "".join(lines) + hunks
 
 

@@ -6,8 +6,8 @@
                 and answers of listed pages, so that an unchanged listing is a free 304
 """
 
-from reviewer.github.adapter import GitHub, PostedReview, PullSummary, RateLimit
+from reviewer.github.adapter import GitHub, PostedReview, PullDiff, PullSummary, RateLimit, RepoFile
 from reviewer.github.cache import CachedPage, DbPageCache, MemoryPageCache, PageCache
 
-__all__ = ["CachedPage", "DbPageCache", "GitHub", "MemoryPageCache", "PageCache", "PostedReview", "PullSummary",
-           "RateLimit"]
+__all__ = ["CachedPage", "DbPageCache", "GitHub", "MemoryPageCache", "PageCache", "PostedReview", "PullDiff",
+           "PullSummary", "RateLimit", "RepoFile"]

@@ -4,7 +4,8 @@ into `GitHubError`s with one clear line. No decisions are made here.
 Traps it avoids: PyGithub's default retry re-sends a POST up to ten
 times on 5xx, so reads retry and writes never do (posting is made idempotent by a marker instead);
 PyGithub has no call for the diff media type, so the diff is fetched through its requester; GitHub
-refuses the diff above 300 files (406), so the per-file listing is the fallback; PyGithub lists never
+refuses the diff above 300 files (406), so the per-file listing is the fallback (it stops at 3,000 files:
+the pull request's `changed_files` says how many it left out); PyGithub lists never
 send If-None-Match, so the open pull requests are listed page by page through the requester with the
 ETag of the previous answer, and a 304 (free of quota) reuses it. Which client (token, or the GitHub
 App installation of the repository) makes each call, and how long it may wait, is auth.py's business.
@@ -13,27 +14,32 @@ App installation of the repository) makes each call, and how long it may wait, i
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Protocol, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import github
 import requests
 from github import Github, GithubException, UnknownObjectException
 from github.GithubException import RateLimitExceededExceedsMaxWait
 
 from reviewer.config import Settings
-from reviewer.review.diffs import FilePatch, diff_from_file_patches
-from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited, Unreachable
+from reviewer.errors import AuthFailed, GitHubError, NotFound, RateLimited, Unreachable, body_detail
 from reviewer.github.auth import PAGE_SIZE, Clients
 from reviewer.github.cache import CachedPage, MemoryPageCache, PageCache
+from reviewer.review.diffs import FilePatch, diff_from_file_patches
 
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 OPEN_PULLS_QUERY = {"state": "open", "sort": "created", "direction": "asc", "per_page": PAGE_SIZE}
 DEFAULT_RATE_LIMIT_WAIT = 60.0  # when GitHub says "slow down" without saying for how long
 NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # reviewer/
+_PYGITHUB_DIR = os.path.dirname(os.path.abspath(github.__file__)) + os.sep
 
 T = TypeVar("T")
 
@@ -54,6 +60,19 @@ class PullSummary:
     body: str
     url: str
     labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PullDiff:
+    text: str
+    source: str  # "diff", or "files" when GitHub refused the diff (over 300 files) and it was rebuilt
+    unlisted: int = 0  # changed files the listing left out (GitHub lists at most 3,000)
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    size: int  # bytes, as GitHub reports them
+    text: str | None  # None when larger than the caller's limit: not read
 
 
 @dataclass(frozen=True)
@@ -125,7 +144,7 @@ def _json_or_text(text: str | None) -> Any:
     try:
         return json.loads(text or "")
     except ValueError:
-        return {"message": (text or "")[:200]}
+        return {"message": text or ""}  # `_message` makes one line of it
 
 
 class GitHub:
@@ -136,6 +155,10 @@ class GitHub:
         self._clients = Clients(settings)
         self._pages = MemoryPageCache()
         self._login: str | None = None
+
+    def close(self) -> None:
+        """Close the HTTP sessions of every client built so far."""
+        self._clients.close()
 
     def rate_limit(self) -> RateLimit | None:
         """The rate-limit window as of the last response seen (of the installation used last, in App
@@ -196,34 +219,33 @@ class GitHub:
         return items, next_url
 
     def get_pull(self, repository: str, number: int) -> PullSummary:
-        def run() -> PullSummary:
-            _headers, data = self._gh(repository).requester.requestJsonAndCheck(
-                "GET", f"/repos/{repository}/pulls/{number}")
-            return _summary(data)
+        path = f"/repos/{repository}/pulls/{number}"
+        return self._call(f"read {repository}#{number}", lambda: _summary(_checked(self._gh(repository), "GET", path)))
 
-        return self._call(f"read {repository}#{number}", run)
-
-    def fetch_diff(self, repository: str, number: int) -> tuple[str, str]:
+    def fetch_diff(self, repository: str, number: int) -> PullDiff:
         """The PR's unified diff and where it came from: "diff", or "files" when GitHub refused the
-        diff as too large and the per-file listing was used instead."""
+        diff as too large and the per-file listing (at most 3,000 files) was used instead."""
         path = f"/repos/{repository}/pulls/{number}"
         status, headers, text = self._call(
             f"fetch the diff of {repository}#{number}",
             lambda: self._gh(repository).requester.requestJson("GET", path, headers={"Accept": DIFF_MEDIA_TYPE}),
         )
         if status == 200:
-            return text or "", "diff"
+            return PullDiff(text or "", "diff")
         if status == 406:
-            return diff_from_file_patches(self._file_patches(repository, number)), "files"
+            patches, changed = self._file_patches(repository, number)
+            return PullDiff(diff_from_file_patches(patches), "files", max(changed - len(patches), 0))
         raise self._translate(GithubException(status, _json_or_text(text), headers),
                               f"fetch the diff of {repository}#{number}")
 
-    def _file_patches(self, repository: str, number: int) -> Iterator[FilePatch]:
-        def run() -> list[FilePatch]:
+    def _file_patches(self, repository: str, number: int) -> tuple[list[FilePatch], int]:
+        """The files GitHub lists (at most 3,000), and how many the pull request changes in all."""
+        def run() -> tuple[list[FilePatch], int]:
             pr = self._gh(repository).get_repo(repository).get_pull(number)
-            return [FilePatch(f.filename, f.status, f.patch, f.previous_filename) for f in pr.get_files()]
+            files = [FilePatch(f.filename, f.status, f.patch, f.previous_filename, f.changes) for f in pr.get_files()]
+            return files, pr.changed_files
 
-        return iter(self._call(f"list the files of {repository}#{number}", run))
+        return self._call(f"list the files of {repository}#{number}", run)
 
     def find_review_with_marker(self, repository: str, number: int, marker: str) -> PostedReview | None:
         """Our own review on the PR whose body carries `marker`; reviews by anyone else never count."""
@@ -242,13 +264,13 @@ class GitHub:
                     comments: list[dict[str, Any]] | None = None) -> PostedReview:
         """One COMMENT review pinned to `head_sha`, with inline comments, sent once (no automatic retry
         of the POST). GitHub creates the whole review or nothing: a 422 means nothing was posted."""
+        payload = {"commit_id": head_sha, "body": body, "event": "COMMENT", "comments": comments or []}
+        path = f"/repos/{repository}/pulls/{number}/reviews"
+
         def run() -> PostedReview:
-            repo = self._gh(repository).get_repo(repository)
-            pr = repo.get_pull(number)
-            review = pr.create_review(commit=repo.get_commit(head_sha), body=body, event="COMMENT",
-                                      comments=comments or [])  # type: ignore[arg-type]
-            return PostedReview(review.id, review.user.login if review.user else "", review.body,
-                                review.commit_id, review.html_url)
+            review = _checked(self._gh(repository), "POST", path, payload)
+            return PostedReview(int(review["id"]), (review.get("user") or {}).get("login") or "",
+                                review.get("body") or "", review.get("commit_id") or "", review.get("html_url") or "")
 
         return self._call(f"post a review on {repository}#{number}", run)
 
@@ -264,9 +286,10 @@ class GitHub:
 
         return self._call(f"list the review comments of {repository}#{number}", run)
 
-    def read_default_branch_file(self, repository: str, path: str) -> str | None:
-        """A file's text on the repository's default branch, or None if there is no such file."""
-        def run() -> str | None:
+    def read_default_branch_file(self, repository: str, path: str, max_bytes: int) -> RepoFile | None:
+        """A file on the repository's default branch (its text only when it has at most `max_bytes`),
+        or None if there is no such file."""
+        def run() -> RepoFile | None:
             try:
                 content = self._gh(repository).get_repo(repository).get_contents(path)
             except GithubException as exc:
@@ -275,7 +298,9 @@ class GitHub:
                 raise
             if isinstance(content, list):
                 return None  # a directory
-            return content.decoded_content.decode("utf-8", errors="replace")
+            if content.size > max_bytes:  # GitHub sends no content at all above 1 MB
+                return RepoFile(content.size, None)
+            return RepoFile(content.size, content.decoded_content.decode("utf-8", errors="replace"))
 
         return self._call(f"read {path} of {repository}", run)
 
@@ -295,6 +320,11 @@ class GitHub:
             return run()
         except GithubException as exc:
             raise self._translate(exc, action) from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            if not _raised_in_pygithub(exc):
+                raise  # our own bug: keep its traceback
+            raise GitHubError(f"could not {action}: GitHub sent an answer PyGithub could not read "
+                              f"({type(exc).__name__}: {body_detail(str(exc))})", "try again later") from None
         except requests.exceptions.RetryError as exc:
             if re.search(r"too many (403|429) error responses", str(exc)):
                 raise _rate_limited(action, "GitHub kept answering that the rate limit is exceeded",
@@ -324,6 +354,29 @@ class GitHub:
         return GitHubError(f"could not {action}: GitHub answered {status} {message}", status=status)
 
 
+def _checked(gh: Github, verb: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One request through PyGithub's requester, its answer checked here: PyGithub's own check breaks on
+    an error body that is a JSON string or truncated JSON (AttributeError, ValueError)."""
+    status, headers, text = gh.requester.requestJson(verb, path, input=payload)
+    data = _json_or_text(text)
+    if status >= 400 or not isinstance(data, dict):
+        raise GithubException(status, data, headers)
+    return data
+
+
+def _raised_in_pygithub(exc: BaseException) -> bool:
+    """True when `exc` was raised inside PyGithub (the frames below the last of this package's are
+    PyGithub's), i.e. PyGithub choked on an answer it did not expect; not when our own code raised it."""
+    files: list[str] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    ours = [i for i, name in enumerate(files) if name.startswith(_OWN_DIR)]
+    below = files[ours[-1] + 1:] if ours else files
+    return bool(below) and below[0].startswith(_PYGITHUB_DIR)
+
+
 def _is_rate_limit(status: int, message: str, headers: dict[str, str]) -> bool:
     if status == 429:
         return True
@@ -344,16 +397,24 @@ def _wait_from(headers: dict[str, str], now: Callable[[], float] = time.time) ->
 
 
 def _rate_limited(action: str, detail: str, wait: float, status: int | None) -> RateLimited:
-    at = datetime.fromtimestamp(time.time() + wait, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    at = datetime.fromtimestamp(time.time() + wait, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return RateLimited(f"GitHub rate limit while trying to {action} ({detail}); deferred, retry after {at} "
                        f"(in {wait:.0f}s)", wait, status)
 
 
 def _message(data: Any) -> str:
-    if isinstance(data, dict):
-        text = str(data.get("message") or data.get("data") or "")
-        errors = data.get("errors")
-        if errors:
-            text += ": " + "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
-        return text
-    return str(data or "")[:200]
+    """One line from the body of an error answer, whatever its shape: GitHub's JSON (`message`, `errors`),
+    a JSON string or number, the text PyGithub wraps as `{"data": ...}`, or the raw bytes its retry
+    passes on when the body is not JSON (an HTML page, an empty body)."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")
+    if not isinstance(data, dict):
+        return body_detail(data if isinstance(data, str) or data is None else json.dumps(data, default=str))
+    text = str(data.get("message") or data.get("data") or "")
+    errors = data.get("errors")
+    if errors:
+        items = errors if isinstance(errors, list) else [errors]
+        text += ": " + "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in items)
+    if not text and set(data) - {"message", "data", "errors", "documentation_url", "status"}:
+        text = json.dumps(data, default=str)  # some other JSON object: show it rather than nothing
+    return body_detail(text)

@@ -71,7 +71,7 @@ class _OneClient(Github):
     requester, on every `withLazy` call; one shared requester keeps the rate-limit headers of every
     response, the request pacing and the connection in one place."""
 
-    def withLazy(self, lazy: bool) -> Github:  # noqa: N802 (PyGithub's name)
+    def withLazy(self, lazy: bool) -> Github:
         return self if lazy else super().withLazy(lazy)
 
 
@@ -130,6 +130,26 @@ class Clients:
             assert self._app_auth is not None
             self._integration = GithubIntegration(auth=self._app_auth, **self._options)
         return self._integration
+
+    def close(self) -> None:
+        """Close the connections of the token client, the installation clients and the App client,
+        and of the client each installation's auth mints its tokens with (PyGithub builds that one
+        itself and does not close it with the installation's client)."""
+        with self._lock:
+            clients: list[Github | GithubIntegration] = list(self._installation_clients.values())
+            if self._token_client is not None:
+                clients.append(self._token_client)
+            if self._integration is not None:
+                clients.append(self._integration)
+            for installation_client in self._installation_clients.values():
+                auth = installation_client.requester.auth
+                minter = getattr(auth, "_AppInstallationAuth__integration", None)
+                if isinstance(minter, GithubIntegration):
+                    clients.append(minter)
+            self._installation_clients.clear()
+            self._integration = None
+        for each in clients:
+            each.close()
 
     def _installation_of(self, repository: str) -> int:
         assert self.app is not None

@@ -10,9 +10,10 @@ The cache is best effort: a row lost to a race between two instances only costs 
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker

@@ -1,5 +1,6 @@
 """The review text, pure: what the model is asked and what is posted, as functions of their inputs.
 
+    paths.py    file names as git quotes them in a diff (core.quotePath) and as GitHub names them (real paths)
     diffs.py    the unified diff parsed and numbered on the new side; where GitHub takes an inline comment
     trim.py     ignore patterns and the token budget: which files a request keeps, and why the rest are left out
     render.py   the Jinja2 prompt templates (StrictUndefined), built-in or from `prompts_dir`

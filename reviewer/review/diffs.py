@@ -1,24 +1,34 @@
 """Unified diffs, pure: parse with `unidiff`, number the new side for the model, list changed files,
 and rebuild a diff from GitHub's per-file listing when GitHub refuses the whole diff (over 300 files).
+
+Invariants: every path this module hands out (`changed_files`, `DiffIndex`) is the real path, as GitHub's
+JSON names it, never git's C-quoted form (`paths`); the prompt shows each file by `paths.shown`, and a
+rebuilt diff quotes its names exactly as git does, so it parses like the diff GitHub would have served.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchedFile
+
+from reviewer.review.paths import header_name, quote, shown, unquote
 
 
 @dataclass(frozen=True)
 class FilePatch:
-    """One row of GitHub's `pulls/N/files` listing; `patch` is None for binary or oversized files."""
+    """One row of GitHub's `pulls/N/files` listing (real paths); `patch` is None for binary or oversized
+    files and for a rename without changes (`changes` 0)."""
 
     path: str
     status: str
     patch: str | None
     previous_path: str | None = None
+    changes: int | None = None  # added + removed lines, as GitHub counts them
 
 
 def _parse(diff: str) -> PatchSet | None:
@@ -32,7 +42,7 @@ def changed_files(diff: str) -> list[str]:
     patch = _parse(diff)
     if patch is None:
         return []
-    return [f.path for f in patch]
+    return [unquote(f.path) for f in patch]
 
 
 def number_new_side(diff: str) -> str:
@@ -45,7 +55,7 @@ def number_new_side(diff: str) -> str:
         return diff
     out: list[str] = []
     for file in patch:
-        out.append(f"--- {file.source_file}\n+++ {file.target_file}")
+        out.append(f"--- {_shown_name(file.source_file)}\n+++ {_shown_name(file.target_file)}")
         if file.is_binary_file:
             out.append("(binary file, not shown)")
         for hunk in file:
@@ -57,22 +67,51 @@ def number_new_side(diff: str) -> str:
     return "\n".join(out)
 
 
+def _shown_name(name: str) -> str:
+    """A header name for the prompt: the real path with its a/ or b/ (git's quoting only where needed)."""
+    return name if name == "/dev/null" else shown(unquote(name))
+
+
 def diff_from_file_patches(files: Iterable[FilePatch]) -> str:
     """A git-style unified diff assembled from per-file patches; files without a patch are named but
     marked as not reviewable (binary or too large), never silently dropped."""
-    parts: list[str] = []
-    for f in files:
-        old = f.previous_path or f.path
-        header = [f"diff --git a/{old} b/{f.path}"]
-        source = "/dev/null" if f.status == "added" else f"a/{old}"
-        target = "/dev/null" if f.status == "removed" else f"b/{f.path}"
-        if f.patch is None:
-            header.append(f"Binary files {source} and {target} differ")
-            parts.append("\n".join(header))
-            continue
-        header += [f"--- {source}", f"+++ {target}", f.patch.rstrip("\n")]
-        parts.append("\n".join(header))
+    parts = ["\n".join(_file_section(f)) for f in files]
     return "\n".join(parts) + ("\n" if parts else "")
+
+
+def _file_section(f: FilePatch) -> list[str]:
+    old = f.previous_path or f.path
+    header = [f"diff --git {quote(old, 'a/')} {quote(f.path, 'b/')}"]
+    if f.patch is None and f.previous_path and f.status == "renamed" and f.changes == 0:
+        return [*header, "similarity index 100%", f"rename from {quote(old)}", f"rename to {quote(f.path)}"]
+    if f.patch is None:
+        source = "/dev/null" if f.status == "added" else quote(old, "a/")
+        target = "/dev/null" if f.status == "removed" else quote(f.path, "b/")
+        return [*header, f"Binary files {source} and {target} differ"]
+    source = "/dev/null" if f.status == "added" else header_name(old, "a/")
+    target = "/dev/null" if f.status == "removed" else header_name(f.path, "b/")
+    return [*header, f"--- {source}", f"+++ {target}", f.patch.rstrip("\n")]
+
+
+def without_content(diff: str) -> str | None:
+    """Why a diff that changes files has nothing to review (every file only renamed, only its mode
+    changed, or an empty file added or deleted), or None when some file has hunks or binary content."""
+    if diff.startswith("@@ ") or "\n@@ " in diff:
+        return None  # a hunk header: content (checked before parsing a diff of thousands of files)
+    patch = _parse(diff)
+    if patch is None or not len(patch) or any(len(f) or f.is_binary_file for f in patch):
+        return None
+    kinds = Counter(_bare_change(f) for f in patch)
+    return "no content to review: only " + ", ".join(f"{n} {kind if n == 1 else kind + 's'}"
+                                                      for kind, n in sorted(kinds.items()))
+
+
+def _bare_change(f: PatchedFile) -> str:
+    if f.is_rename:
+        return "rename"
+    if any(line.startswith("old mode") for line in f.patch_info or ()):
+        return "mode change"
+    return "empty file"
 
 
 @dataclass(frozen=True)
@@ -84,7 +123,8 @@ class RightLine:
 
 @dataclass(frozen=True)
 class DiffIndex:
-    """Where GitHub accepts an inline comment: for each file, the new-side (RIGHT) lines of its hunks."""
+    """Where GitHub accepts an inline comment: for each file (by its real path), the new-side (RIGHT)
+    lines of its hunks."""
 
     files: dict[str, dict[int, RightLine]]
 
@@ -103,7 +143,7 @@ def index_diff(diff: str) -> DiffIndex:
             for line in hunk:
                 if line.target_line_no is not None:
                     lines[line.target_line_no] = RightLine(number, line.value.rstrip("\n"), line.is_added)
-        files[file.path] = lines
+        files[unquote(file.path)] = lines
     return DiffIndex(files)
 
 

@@ -3,6 +3,9 @@ validated findings). Parsing is strict, but a review is never lost to it: a malf
 answer still yields a summary-only draft with whatever text the model wrote, and says why.
 
 The request forces the `report_review` tool (REVIEW_TOOL), whose input is the structured review.
+Every string in a draft is the model's and untrusted: compose.py makes each one safe before it is posted.
+A finding's path is normalised to a real path (`paths`): the prompt shows a name with a control character
+in git's quoted form, and the model may copy that, or a `b/` prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from reviewer.review.paths import unquote
 
 SEVERITIES = ("critical", "high", "medium", "low")
 TOOL_NAME = "report_review"
@@ -83,8 +88,12 @@ def _finding(raw: Any) -> Finding | str:
         start = None
     if severity not in SEVERITIES:
         severity = "medium"
-    return Finding(path.strip().lstrip("/").removeprefix("b/"), line, severity, str(title).strip(),
+    return Finding(_real_path(path), line, severity, str(title).strip(),
                    str(body).strip(), start, suggestion if isinstance(suggestion, str) and suggestion else None)
+
+
+def _real_path(raw: str) -> str:
+    return unquote(raw.strip()).lstrip("/").removeprefix("b/")
 
 
 def _from_input(data: Any, problem: str | None) -> ReviewDraft:

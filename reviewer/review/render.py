@@ -7,8 +7,10 @@ Variables available to every template:
     pr            number, title, author, body, url, base_ref, head_ref, head_sha, labels (list of str)
     diff          the unified diff to review (files left out already removed), each new-side line
                   prefixed with its line number
-    files         the file paths in that diff, in diff order
+    files         the file paths in that diff, in diff order (a path with a control character in git's
+                  quoted form, `"a\\tb.py"`, as `omitted` shows it too)
     omitted       files left out of the review: list of {path, reason} (ignored, binary, over budget)
+    unlisted_files  how many changed files GitHub did not list at all (it lists at most 3,000), 0 if none
     instructions  the repository's extra instructions, central and from .github/reviewer.yml ("" when none)
     model         the model id the request is sent to
     incremental   True when only the changes since the last reviewed commit are shown
@@ -19,10 +21,11 @@ Variables available to every template:
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 
@@ -79,8 +82,8 @@ def render_prompt(template: str, variables: Mapping[str, Any], prompts_dir: Path
                                 "template 'review'") from None
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message}", "use only the documented variables: repo, pr, "
-                                "diff, files, omitted, instructions, model, incremental, since_sha, "
-                                "previous_summary") from None
+                                "diff, files, omitted, unlisted_files, instructions, model, incremental, "
+                                "since_sha, previous_summary") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {name} line {exc.lineno}: {exc.message}") from None
     return RenderedPrompt(system=parts[0], user=parts[1])

@@ -11,7 +11,9 @@ without a word, a green check with no comments, or an invented review. So here:
   (a file whose hunks are broken is left out too, so the kept diff always parses);
 - each kept file's text is byte-identical to its section of the original diff, so the line numbers the
   model quotes still map back through `diffs.number_new_side`;
-- `tokens <= budget_tokens`, except for a diff that cannot be parsed at all, which is passed whole.
+- `tokens <= budget_tokens`, except for a diff that cannot be parsed at all, which is passed whole;
+- every path in the result is the real path (git's C-quoting of `"caf\\303\\251.py"` decoded, `paths`), the
+  one GitHub's JSON and an inline comment use, and the one ignore patterns are matched against.
 
 Speed: GitHub serves git diffs, which are split on their `diff --git` lines; only each file's header (the
 lines before its first hunk) goes through unidiff, and changed lines are counted with `str.count`, so the
@@ -27,8 +29,10 @@ from functools import lru_cache
 
 from pathspec import GitIgnoreSpec
 from pathspec.pattern import RegexPattern
-from unidiff.patch import PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchSet
+
+from reviewer.review.paths import strip_side, unquote
 
 # Each group is ordered generic-first, because the LAST matching gitignore pattern is the one named in
 # the reason ("ignored by pattern 'yarn.lock'" reads better than "'*.lock'").
@@ -147,7 +151,7 @@ _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 
 @dataclass(frozen=True)
 class _File:
-    path: str  # as unidiff names it, so it matches `diffs.changed_files`
+    path: str  # the real path, as `diffs.changed_files` names it
     old_path: str | None  # the source path of a rename, for ignore matching
     text: str  # this file's section of the diff, byte for byte
     binary: bool
@@ -163,8 +167,8 @@ def _split(diff: str) -> list[_File] | None:
     if not starts:
         return _split_plain(diff)
     # text before the first `diff --git` (a format-patch mail header) belongs to no file and is dropped
-    sections = [diff[start:end] for start, end in zip(starts, starts[1:] + [len(diff)])]
-    heads, bodies = zip(*(_head_and_body(text) for text in sections))
+    sections = [diff[start:end] for start, end in zip(starts, [*starts[1:], len(diff)], strict=True)]
+    heads, bodies = zip(*(_head_and_body(text) for text in sections), strict=True)
     # one unidiff pass over all the headers (the lines before each file's first hunk) names every file
     try:
         patch = PatchSet("".join(heads))
@@ -172,10 +176,10 @@ def _split(diff: str) -> list[_File] | None:
         return None
     if len(patch) != len(sections):
         return None
-    return [_File(f.path, _old_path(f.source_file, f.path), text, f.is_binary_file,
+    return [_File(unquote(f.path), _old_path(f.source_file, f.path), text, f.is_binary_file,
                   # inside hunks each line starting with + or - is a change (a removed "-- x" shows as "--- x")
                   body.count("\n+") + body.count("\n-"))
-            for f, text, body in zip(patch, sections, bodies)]
+            for f, text, body in zip(patch, sections, bodies, strict=True)]
 
 
 def _git_starts(diff: str) -> list[int]:
@@ -203,24 +207,13 @@ def _split_plain(diff: str) -> list[_File] | None:
         return None
     if not len(patch):
         return None
-    return [_File(f.path, _old_path(f.source_file, f.path), str(f), f.is_binary_file, f.added + f.removed)
-            for f in patch]
+    return [_File(unquote(f.path), _old_path(f.source_file, f.path), str(f), f.is_binary_file,
+                  f.added + f.removed) for f in patch]
 
 
 def _old_path(source_file: str, path: str) -> str | None:
-    old = _unquote(source_file)
-    if old == "/dev/null":
-        return None
-    old = old[2:] if old.startswith(("a/", "b/")) else old
-    return None if old == _unquote(path) else old
-
-
-def _unquote(name: str) -> str:
-    """git's C-quoted path ("caf\\303\\251.py") as text, for matching; unquoted paths pass through."""
-    if len(name) < 2 or not (name.startswith('"') and name.endswith('"')):
-        return name
-    octets = name[1:-1].encode("ascii", "backslashreplace").decode("unicode_escape")
-    return octets.encode("latin-1", "replace").decode("utf-8", "replace")
+    old = strip_side(source_file)
+    return None if old in ("/dev/null", unquote(path)) else old
 
 
 # --- relevance -------------------------------------------------------------------------------------
@@ -253,7 +246,7 @@ _CONFIG_DIRS = frozenset({".github", ".circleci", ".gitlab", "terraform", "helm"
 
 def relevance(path: str) -> int:
     """SOURCE < CONFIG < TESTS < DOCS < OTHER: what a reviewer reads first when not everything fits."""
-    *parents, name = _unquote(path).split("/")
+    *parents, name = path.split("/")
     dirs = {d.lower() for d in parents}
     dot = name.rfind(".")
     suffix = name[dot:].lower() if dot > 0 else ""  # ".bashrc" has no suffix, as in pathlib
@@ -321,7 +314,6 @@ def _ignored_by(ignores: _Ignores, f: _File) -> str | None:
     for name, where in ((f.path, ""), (f.old_path, f" on its old path {f.old_path}")):
         if name is None:
             continue
-        name = _unquote(name)
         if ignores.any_match is not None and not ignores.any_match.match(name):
             continue
         result = ignores.spec.check_file(name)

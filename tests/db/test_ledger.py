@@ -3,7 +3,7 @@ whose custom_id names no job of the batch are ignored."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -18,7 +18,7 @@ from reviewer.poll import _store_chunk
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def runtime(database_url: str) -> Runtime:
@@ -56,7 +56,7 @@ def test_reference_workload_from_recorded_usage(database_url: str, tmp_path: Pat
         _store_chunk(rt, session, batch.id, [
             ResultLine(f"job-{n}", "succeeded", "claude-opus-4-7", "end_turn", "Fine.", "[]", Usage(20_000, 5_000))
             for n in range(1, 5001)], report)
-    assert report.counts["results succeeded"] == 5000
+    assert report.counts[Count.RESULTS_SUCCEEDED] == 5000  # an old-style batch (job-<id>, no prefix) completes
     config = tmp_path / "reviewer.yml"
     config.write_text(f"database_url: {database_url}\nrepositories: [{{name: acme/api}}]\n")
     output = CliRunner().invoke(cli, ["--config", str(config), "costs", "--by", "repository", "--by", "week"],
@@ -69,14 +69,14 @@ def test_reference_workload_from_recorded_usage(database_url: str, tmp_path: Pat
 
 def test_result_for_unknown_custom_id_is_ignored(database_url: str) -> None:
     rt = runtime(database_url)
-    job_id, batch_id = submitted_job(rt, 1)
-    other_job, other_batch = submitted_job(rt, 2)
+    _, batch_id = submitted_job(rt, 1)
+    other_job, _ = submitted_job(rt, 2)
     report = StageReport("poll")
     with transaction(rt.sessions) as session:
         _store_chunk(rt, session, batch_id, [
             ResultLine(custom, "succeeded", "claude-opus-4-7", "end_turn", "x", "[]", Usage(1, 1))
             for custom in ("job-999", "not-ours", f"job-{other_job}")], report)
-    assert report.counts == {"unknown results ignored": 3}
+    assert report.counts == {"unknown results ignored": 2, "foreign results ignored": 1}  # not-ours: not "job-N"
     with rt.sessions() as session:
         assert session.query(Result).count() == 0
         assert {j.state for j in session.query(ReviewJob)} == {"submitted"}
@@ -86,9 +86,9 @@ def test_result_for_unknown_custom_id_is_ignored(database_url: str) -> None:
 # groupings, formats and the operator's numbers on a mixed ledger ------------------------------------------
 
 OPUS, SONNET = "claude-opus-4-7", "claude-sonnet-4-6"
-DAY_1 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # 2026-W48, November
-DAY_2 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)  # 2026-W49, November
-DAY_3 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # 2026-W49, December
+DAY_1 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 2026-W48, November
+DAY_2 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # 2026-W49, November
+DAY_3 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # 2026-W49, December
 
 
 def _batch(session, name: str, minutes: int, operator_cancel: bool = False) -> int:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -26,7 +26,7 @@ from reviewer.queue import (
     transition,
 )
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 Sessions = sessionmaker[Session]
 
 
@@ -77,16 +77,14 @@ def test_second_transition_from_the_same_state_loses(sessions: Sessions) -> None
     with transaction(sessions) as session:
         transition(session, job_id, State.QUEUED, State.SUBMITTING, now=NOW, actor="a",
                    lease_until=NOW + timedelta(minutes=5))
-    with pytest.raises(ConcurrentTransition):
-        with transaction(sessions) as session:
-            transition(session, job_id, State.QUEUED, State.SUBMITTING, now=NOW, actor="b")
+    with pytest.raises(ConcurrentTransition), transaction(sessions) as session:
+        transition(session, job_id, State.QUEUED, State.SUBMITTING, now=NOW, actor="b")
 
 
 def test_forbidden_transition_is_refused(sessions: Sessions) -> None:
     job_id = add_job(sessions)
-    with pytest.raises(ValueError, match="not allowed"):
-        with transaction(sessions) as session:
-            transition(session, job_id, State.QUEUED, State.POSTED, now=NOW)
+    with pytest.raises(ValueError, match="not allowed"), transaction(sessions) as session:
+        transition(session, job_id, State.QUEUED, State.POSTED, now=NOW)
 
 
 def test_unique_job_per_head(sessions: Sessions) -> None:
@@ -130,15 +128,14 @@ def test_iter_claimable_reads_in_chunks_and_sees_every_job_once(sessions: Sessio
 
 def test_batch_states_move_only_along_the_table(sessions: Sessions) -> None:
     with transaction(sessions) as session:
-        batch_id = new_batch(session, owner="a", now=NOW).id
+        batch_id = new_batch(session, owner="a", now=NOW, custom_id_prefix="rvtest").id
     with transaction(sessions) as session:
         set_batch_state(session, batch_id, BatchState.CREATING, BatchState.SUBMITTED, anthropic_id="msgbatch_1")
     with pytest.raises(ConcurrentTransition, match="batch .* is no longer creating"):
         with transaction(sessions) as session:  # a second recorder of the same create loses
             set_batch_state(session, batch_id, BatchState.CREATING, BatchState.ABANDONED)
-    with pytest.raises(ValueError, match="not allowed"):
-        with transaction(sessions) as session:
-            set_batch_state(session, batch_id, BatchState.SUBMITTED, BatchState.CREATING)
+    with pytest.raises(ValueError, match="not allowed"), transaction(sessions) as session:
+        set_batch_state(session, batch_id, BatchState.SUBMITTED, BatchState.CREATING)
     with transaction(sessions) as session:
         set_batch_state(session, batch_id, BatchState.SUBMITTED, BatchState.ENDED, processed_at=NOW)
     with sessions() as session:

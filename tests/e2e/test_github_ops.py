@@ -13,6 +13,8 @@ import pytest
 
 from reviewer.config import settings_from_mapping
 from reviewer.emulators._server import RecordedRequest
+from reviewer.emulators.anthropic import AnthropicEmulator
+from reviewer.emulators.github import GitHubEmulator
 from reviewer.github import GitHub
 from tests.appkeys import app_keys
 from tests.conftest import GITHUB_TOKEN, Service, write_service
@@ -88,7 +90,7 @@ def test_requests_spent_per_reviewed_pull_request(service: Service, auth: str) -
 
 
 def test_second_collect_is_answered_304_from_the_database_and_costs_nothing(
-        tmp_path: Path, database_url: str, github, anthropic_api) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, database_url: str, github: GitHubEmulator, anthropic_api: AnthropicEmulator) -> None:
     service = _service(tmp_path, database_url, github, anthropic_api,
                        defaults={"model": "claude-opus-4-7", "read_repo_config": False})
     for i in range(1, 4):
@@ -111,7 +113,8 @@ def test_listing_follows_pages_and_revalidates_each(tmp_path: Path, github) -> N
     github.add_repo(REPO)
     for i in range(1, 206):
         github.open_pull(REPO, title=f"Change {i}", diff=diff_for(1))
-    settings = settings_from_mapping({}, "t.yml", {"GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github.url}, tmp_path)
+    env = {"GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github.url}
+    settings = settings_from_mapping({}, "t.yml", env, tmp_path)
     adapter = GitHub(settings)
     first = adapter.list_open_pulls(REPO)
     assert [p.number for p in first] == list(range(1, 206))
@@ -126,7 +129,7 @@ def test_listing_follows_pages_and_revalidates_each(tmp_path: Path, github) -> N
 
 
 def test_app_authenticated_cycle_posts_once_as_the_bot(
-        tmp_path: Path, database_url: str, github, anthropic_api) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, database_url: str, github: GitHubEmulator, anthropic_api: AnthropicEmulator) -> None:
     service = _service(tmp_path, database_url, github, anthropic_api)
     github.add_app(APP_ID, SLUG, app_keys().public_pem)
     github.install_app(APP_ID, [REPO])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,13 +30,13 @@ def missed_last_night(database_url: str) -> None:
     engine.dispose()
 
 
-def wait_for(condition, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(condition: Callable[[], object], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return True
         time.sleep(0.25)
-    return condition()
+    return bool(condition())
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> list[str]:

@@ -20,8 +20,8 @@ import pytest
 
 from reviewer.config import load_settings
 from reviewer.db import make_engine, session_factory, transaction, utcnow
-from reviewer.models import repo_state
 from reviewer.metrics import check_health, render_metrics, serve_metrics
+from reviewer.models import repo_state
 from reviewer.runtime import Runtime
 from tests.conftest import ANTHROPIC_KEY, GITHUB_TOKEN, Service, write_service
 from tests.e2e.helpers import REPO, diff_for, jobs, own_reviews
@@ -52,8 +52,9 @@ class _Lines:
         self._thread.start()
 
     def _read(self, pipe: IO[bytes]) -> None:
-        for raw in pipe:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+        with pipe:  # closed at end of file, else the process's pipe is left open
+            for raw in pipe:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
 
     def wait_for(self, pattern: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout

@@ -3,8 +3,6 @@ real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-
-
 from reviewer.review.body import marker
 from tests.conftest import Service
 from tests.e2e.helpers import REPO, batches, big_diff, diff_for, events, jobs, ok, own_reviews, results
@@ -95,7 +93,7 @@ def test_closed_pull_request_is_not_posted_to(service: Service) -> None:
 def test_errored_result_is_retried_then_posted(service: Service) -> None:
     gh = service.github
     number = gh.open_pull(REPO, title="Search", diff=diff_for(1))
-    service.anthropic.set_outcome(r"job-\d+", "errored", times=1, error_type="overloaded_error")
+    service.anthropic.set_outcome(r"rv[0-9a-f]+-\d+", "errored", times=1, error_type="overloaded_error")
     ok(service.cli("cycle"))
     (job,) = jobs(service.database_url)
     assert job.state == "queued" and "overloaded_error" in (job.reason or "") and job.attempts == 1
@@ -109,11 +107,12 @@ def test_errored_result_is_retried_then_posted(service: Service) -> None:
 def test_expired_results_are_retried_up_to_the_limit_then_failed(service: Service) -> None:
     service.rewrite(defaults={"model": "claude-opus-4-7", "max_attempts": 2})
     number = service.github.open_pull(REPO, title="Search", diff=diff_for(1))
-    service.anthropic.set_outcome(r"job-\d+", "expired", times=5)
+    service.anthropic.set_outcome(r"rv[0-9a-f]+-\d+", "expired", times=5)
     ok(service.cli("cycle"))
     ok(service.cli("cycle"))
     (job,) = jobs(service.database_url)
-    assert job.state == "failed" and "gave up after 2 attempts" in (job.reason or "") and "expired" in job.reason
+    reason = job.reason or ""
+    assert job.state == "failed" and "gave up after 2 attempts" in reason and "expired" in reason
     assert "nothing to do" in ok(service.cli("submit"))
     assert service.github.reviews(REPO, number) == []
     assert len(service.anthropic.batches) == 2
@@ -121,7 +120,7 @@ def test_expired_results_are_retried_up_to_the_limit_then_failed(service: Servic
 
 def test_invalid_request_fails_without_retry(service: Service) -> None:
     service.github.open_pull(REPO, title="Search", diff=diff_for(1))
-    service.anthropic.set_outcome(r"job-\d+", "errored", error_type="invalid_request_error")
+    service.anthropic.set_outcome(r"rv[0-9a-f]+-\d+", "errored", error_type="invalid_request_error")
     ok(service.cli("cycle"))
     (job,) = jobs(service.database_url)
     assert job.state == "failed" and "rejected the request" in (job.reason or "")

@@ -5,8 +5,6 @@ rules recorded, incremental re-review, and no repeated findings."""
 
 from __future__ import annotations
 
-
-
 from reviewer.emulators.samples import make_diff
 from tests.conftest import Service
 from tests.e2e.helpers import BEFORE, REPO, after_for, diff_for, jobs, ok, own_reviews
@@ -39,7 +37,7 @@ def test_findings_land_inline_on_diff_lines_and_the_rest_in_the_body(service: Se
 
 def test_malformed_answer_is_still_posted_as_a_summary(service: Service) -> None:
     number = service.github.open_pull(REPO, title="Search users", diff=diff_for(1))
-    service.anthropic.set_outcome(r"job-\d+", "malformed")
+    service.anthropic.set_outcome(r"rv[0-9a-f]+-\d+", "malformed")
     ok(service.cli("cycle"))
     (review,) = own_reviews(service.github, REPO, number)
     assert "Note:" in review["body"] and review["comments"] == []
@@ -48,7 +46,7 @@ def test_malformed_answer_is_still_posted_as_a_summary(service: Service) -> None
 
 def test_truncated_answer_is_still_posted(service: Service) -> None:
     number = service.github.open_pull(REPO, title="Search users", diff=diff_for(1))
-    service.anthropic.set_outcome(r"job-\d+", "max_tokens")
+    service.anthropic.set_outcome(r"rv[0-9a-f]+-\d+", "max_tokens")
     ok(service.cli("cycle"))
     (review,) = own_reviews(service.github, REPO, number)
     assert "max_tokens" in review["body"]

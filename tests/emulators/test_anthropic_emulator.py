@@ -307,7 +307,7 @@ def test_invalid_params_become_errored_lines(emu: AnthropicEmulator, client: Ant
         "ttl-order": params(system=[
             {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
             {"type": "text", "text": "b", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
-        ]),  # fmt: skip
+        ]),
     }
     results = run_batch(client, emu, [{"custom_id": k, "params": v} for k, v in bad.items()])
     for custom_id, result in results.items():

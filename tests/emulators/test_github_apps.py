@@ -70,7 +70,8 @@ def test_an_expired_or_overlong_jwt_is_refused(gh: GitHubEmulator) -> None:
                           ({"iat": now, "exp": now + 3600}, "too far in the future")):
         token = jwt.encode({**claims, "iss": str(APP_ID)}, app_keys().private_pem, algorithm="RS256")
         with pytest.raises(GithubException) as refused:
-            Github(auth=Auth.AppAuthToken(token), base_url=gh.url, retry=None).requester.requestJsonAndCheck("GET", "/app")
+            client = Github(auth=Auth.AppAuthToken(token), base_url=gh.url, retry=None)
+            client.requester.requestJsonAndCheck("GET", "/app")
         assert refused.value.status == 401 and words in str(refused.value.data)
 
 

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import pytest
 import yaml
 
-from reviewer.config import FileConfig, RepoSettings, ReviewRules, load_settings, settings_from_mapping
+from reviewer.config import (
+    FileConfig,
+    RepoSettings,
+    ReviewRules,
+    example_config,
+    load_settings,
+    settings_from_mapping,
+)
 from reviewer.errors import ConfigError
 from reviewer.options import Opt, RepoEntry, RepoOptions, Skip, merge, overrides
 
@@ -33,7 +40,7 @@ def test_minimal_config(tmp_path: Path) -> None:
     api, web = settings.repositories
     assert (api.name, api.model, api.schedule) == ("acme/api", "claude-opus-4-7", "0 2 * * *")
     assert (web.model, web.schedule, web.template) == ("claude-sonnet-4-6", "0 2 * * 1", "review")
-    assert settings.database_url == "sqlite:///reviewer.db"
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'reviewer.db'}"  # relative to the file
     assert settings.github_api_url == "https://api.github.com"
 
 
@@ -64,7 +71,13 @@ def test_cron_with_timezone() -> None:
     ({"repositories": [{"name": "a/b", "model": "gpt-5"}]}, "repositories[0].model", "unknown model"),
     ({"repositories": [{"name": "a/b", "template": "nope"}]}, "repositories[0].template", "no template"),
     ({"repositories": [{"name": "a/b", "max_tokens": 0}]}, "repositories[0].max_tokens", "greater than"),
-    ({"repositories": [{"name": "a/b"}, {"name": "a/b"}]}, "repositories", "twice"),
+    ({"repositories": [{"name": "a/b"}, {"name": "a/b"}]}, "repositories[1].name", "twice"),
+    ({"repositories": [{"name": "acme/api"}, {"name": "ACME/Api"}]}, "repositories[1].name",
+     "'ACME/Api' and repositories[0] 'acme/api' are the same repository (names are case-insensitive)"),
+    ({"repositories": [{"name": "acme/.."}]}, "repositories[0].name", "owner/name"),
+    ({"repositories": [{"name": "acme/."}]}, "repositories[0].name", "owner/name"),
+    ({"repositories": [{"name": "../x"}]}, "repositories[0].name", "owner/name"),
+    ({"database_url": "sqlite:reviewer.db"}, "database_url", "not a database URL"),
     ({"timezone": "Mars/Olympus"}, "timezone", "time zone"),
     ({"defaults": {"schedule": "hourly"}}, "defaults.schedule", "cron"),
     ({"repositories": [{}]}, "repositories[0].name", "missing"),
@@ -151,3 +164,47 @@ def test_adding_an_option_means_declaring_it_once() -> None:
     central = merge(Extended(), entry.model_validate({"tone": "warm", "pace": 2}))
     assert (central.tone, central.pace) == ("warm", 2)
     assert merge(central, rules.model_validate({"tone": "kind"})).tone == "warm\n\nkind"
+
+
+@pytest.mark.parametrize("in_file,expected", [
+    (None, "sqlite:///{conf}/reviewer.db"),  # the default too
+    ("sqlite:///data/queue.db?timeout=5", "sqlite:///{conf}/data/queue.db?timeout=5"),
+    ("sqlite:///../shared.db", "sqlite:///{parent}/shared.db"),
+    ("sqlite:////var/lib/reviewer.db", "sqlite:////var/lib/reviewer.db"),
+    ("sqlite://", "sqlite://"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql://reviewer:pw@db/reviewer", "postgresql://reviewer:pw@db/reviewer"),
+])
+def test_a_relative_sqlite_path_in_the_file_is_relative_to_the_file(tmp_path: Path, in_file: str | None,
+                                                                   expected: str) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = conf / "reviewer.yml"
+    raw: dict[str, Any] = {"repositories": [{"name": "a/b"}]}
+    path.write_text(yaml.safe_dump(raw | ({"database_url": in_file} if in_file else {})))
+    settings = load_settings(str(path), env={})
+    assert settings.database_url == expected.format(conf=conf.resolve(), parent=tmp_path.resolve())
+
+
+def test_a_relative_sqlite_path_in_the_environment_is_relative_to_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "reviewer.yml").write_text("repositories: [{name: a/b}]\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings("conf/reviewer.yml", env={"REVIEWER_DATABASE_URL": "sqlite:///here.db"})
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'here.db'}"
+
+
+def test_repository_names_are_case_insensitive() -> None:
+    settings = load({"repositories": [{"name": "Acme/API", "max_tokens": 99}]})
+    assert settings.repo("acme/api").max_tokens == 99 and settings.repo("ACME/api").name == "Acme/API"
+    with pytest.raises(ConfigError, match="acme/web is not configured"):
+        settings.repo("acme/web")
+
+
+def test_the_example_config_is_valid_and_matches_the_checkout() -> None:
+    text = example_config()
+    assert text == (Path(__file__).resolve().parents[2] / "reviewer.example.yml").read_text()
+    settings = settings_from_mapping(yaml.safe_load(text), "example", {}, Path("/srv/reviewer"))
+    assert settings.database_url == "sqlite:////srv/reviewer/reviewer.db"
+    assert [r.name for r in settings.repositories] == ["acme/api", "acme/web"]

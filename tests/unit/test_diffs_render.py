@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.errors import TemplateError
+from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.review.render import builtin_prompts_dir, render_prompt, template_exists
 
 DIFF = """diff --git a/app.py b/app.py

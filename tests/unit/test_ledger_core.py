@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from reviewer.ledger import (BatchOutcome, Line, Sums, add_up, dollars, duration, group_lines, percentile,
-                             per_request, usd, worst_batches)
+from reviewer.ledger import (
+    BatchOutcome,
+    Line,
+    Sums,
+    add_up,
+    dollars,
+    duration,
+    group_lines,
+    per_request,
+    percentile,
+    usd,
+    worst_batches,
+)
 
-AT = datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)  # ISO week 2026-W53
+AT = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)  # ISO week 2026-W53
 
 
 def line(job: int, repo: str = "a/b", number: int = 1, model: str = "m", at: datetime = AT, cost: int = 10) -> Line:

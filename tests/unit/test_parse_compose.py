@@ -9,7 +9,13 @@ import pytest
 
 from reviewer.review.body import GITHUB_BODY_LIMIT, Footer
 from reviewer.review.compose import (
-    FINGERPRINT, ReviewContext, compose_review, demote_inline, fingerprint, known_fingerprints, neutralise,
+    FINGERPRINT,
+    ReviewContext,
+    compose_review,
+    demote_inline,
+    fingerprint,
+    known_fingerprints,
+    neutralise,
 )
 from reviewer.review.diffs import index_diff
 from reviewer.review.parse import Finding, ReviewDraft, parse_review

@@ -38,7 +38,7 @@ def test_transition_table(source: State, target: State) -> None:
 
 
 def test_terminal_states() -> None:
-    assert TERMINAL == {State.POSTED, State.SKIPPED, State.STALE, State.FAILED}
+    assert {State.POSTED, State.SKIPPED, State.STALE, State.FAILED} == TERMINAL
 
 
 def test_every_state_has_a_row() -> None:
@@ -61,7 +61,7 @@ def test_every_open_state_can_reach_a_terminal_state() -> None:
 BATCH_EXPECTED = {
     (BatchState.CREATING, BatchState.SUBMITTED), (BatchState.CREATING, BatchState.ABANDONED),
     (BatchState.SUBMITTED, BatchState.ENDED), (BatchState.SUBMITTED, BatchState.MISSING),
-    (BatchState.SUBMITTED, BatchState.ARCHIVED),
+    (BatchState.SUBMITTED, BatchState.ARCHIVED), (BatchState.SUBMITTED, BatchState.FOREIGN),
 }
 
 
@@ -72,8 +72,9 @@ def test_batch_transition_table(source: BatchState, target: BatchState) -> None:
 
 def test_batch_terminal_and_in_flight_states() -> None:
     assert set(BATCH_TRANSITIONS) == set(BatchState)
-    assert BATCH_TERMINAL == {BatchState.ENDED, BatchState.ABANDONED, BatchState.MISSING, BatchState.ARCHIVED}
-    assert BATCHES_IN_FLIGHT == set(BatchState) - BATCH_TERMINAL
+    assert {BatchState.ENDED, BatchState.ABANDONED, BatchState.MISSING, BatchState.ARCHIVED,
+                              BatchState.FOREIGN} == BATCH_TERMINAL
+    assert set(BatchState) - BATCH_TERMINAL == BATCHES_IN_FLIGHT
 
 
 def test_every_finished_batch_state_has_an_explanation_for_cancel() -> None:
@@ -81,4 +82,4 @@ def test_every_finished_batch_state_has_an_explanation_for_cancel() -> None:
 
 
 def test_jobs_are_created_only_queued_or_skipped() -> None:
-    assert INITIAL == {State.QUEUED, State.SKIPPED}
+    assert {State.QUEUED, State.SKIPPED} == INITIAL

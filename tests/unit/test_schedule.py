@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from reviewer.config import RepoSettings
 from reviewer.scheduler import missed_submission
@@ -11,7 +11,7 @@ NIGHTLY = RepoSettings(name="a/b", model="claude-opus-4-7", max_tokens=1000, sch
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
 
 
 def test_no_history_means_nothing_to_catch_up() -> None:

@@ -8,8 +8,8 @@ import re
 import pytest
 from unidiff.patch import PatchSet
 
-from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.emulators.samples import REFUNDS_AFTER, REFUNDS_BEFORE, make_diff
+from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
 from reviewer.review.trim import (
     CONFIG,
     DEFAULT_IGNORES,
@@ -335,7 +335,8 @@ def test_an_unparseable_diff_is_passed_whole(text: str) -> None:
 
 
 def test_a_file_with_broken_hunks_is_left_out_and_the_rest_still_parses() -> None:
-    broken = "diff --git a/src/a.py b/src/a.py\nindex 1..2 100644\n--- a/src/a.py\n+++ b/src/a.py\n@@ -1,5 +1,5 @@\n x\n"
+    broken = ("diff --git a/src/a.py b/src/a.py\nindex 1..2 100644\n--- a/src/a.py\n+++ b/src/a.py\n"
+              "@@ -1,5 +1,5 @@\n x\n")
     good = added("src/b.py")
     fitted = fit_diff(broken + good, budget_tokens=UNLIMITED)
     assert fitted.kept == ("src/b.py",) and fitted.diff == good
