@@ -136,6 +136,8 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
         anthropic_id = rt.batches.create(requests).id
     except AnthropicError as exc:
         adopted = _create_failed(rt, batch_row_id, len(requests), exc, report)
+        if adopted is None and (exc.status in (401, 403) or exc.status is None):
+            raise  # a wrong key or an unreachable API is the same for every batch: stop with one line
         if adopted is None:
             raise _CreateFailed from None
         anthropic_id = adopted

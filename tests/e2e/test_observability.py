@@ -73,7 +73,8 @@ class _Lines:
 @pytest.mark.slow
 def test_debug_json_cycle_never_shows_the_secrets(tmp_path: Path, github, anthropic_api) -> None:  # type: ignore[no-untyped-def]
     service = _service(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", github, anthropic_api)
-    process = service.spawn("--log-format", "json", "--log-level", "debug", "cycle")
+    # --log-prompts: the SDKs' debug records (whole requests, headers included) are the hardest to redact
+    process = service.spawn("--log-format", "json", "--log-level", "debug", "--log-prompts", "cycle")
     stdout, stderr = (stream.decode() for stream in process.communicate(timeout=120))
     assert process.returncode == 0, stderr[-3000:]
     for secret in (GITHUB_TOKEN, ANTHROPIC_KEY):
