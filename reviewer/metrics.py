@@ -47,6 +47,13 @@ class StepMetrics:
         self._lock = threading.Lock()
         self._stats: dict[tuple[str, str], StepStats] = {}
 
+    def declare(self, *names: str) -> None:
+        """Export these steps at zero before their first run, so a scrape never misses a series."""
+        with self._lock:
+            for name in names:
+                step, _, repository = name.partition(" ")
+                self._stats.setdefault((step, repository), StepStats())
+
     def record(self, name: str, seconds: float, report: StageReport | None) -> None:
         step, _, repository = name.partition(" ")  # "submit acme/api" is step submit of acme/api
         with self._lock:

@@ -28,7 +28,7 @@ from reviewer.config import RepoSettings
 from reviewer.db import DATABASE_ERRORS, database_error
 from reviewer.errors import ReviewerError
 from reviewer.locks import single_instance
-from reviewer.metrics import serve_metrics, timed_step
+from reviewer.metrics import STEPS, serve_metrics, timed_step
 from reviewer.models import RepoState
 from reviewer.pipeline import collect_and_expedite
 from reviewer.poll import poll_batches
@@ -101,6 +101,7 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     )
     intervals = rt.settings.intervals
     now = datetime.now(tz)
+    STEPS.declare("collect", "poll", "post", *(f"submit {repo.name}" for repo in rt.settings.repositories))
     scheduler.add_job(_step("collect", lambda: _collect_and_expedite(rt), stop),
                       IntervalTrigger(seconds=intervals.collect_seconds), id="collect", next_run_time=now)
     scheduler.add_job(_step("poll", lambda: poll_batches(rt), stop),

@@ -8,15 +8,18 @@ The emulators exist for the demo and the tests; no pipeline module imports them.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 HOLD_TIMEOUT_SECONDS = 30.0
+
+log = logging.getLogger("reviewer.emulators")
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,22 @@ class RecordedRequest:
 
 
 @dataclass
-class Fault:
+class _Switch:
+    """A one-shot (or `times`-shot) switch for requests whose method is `method` and path matches."""
+
     method: str
     pattern: re.Pattern[str]
+    times: int
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method == method and self.pattern.search(path) is not None
+
+
+@dataclass
+class Fault(_Switch):
     status: int
     body: Any
     headers: dict[str, str]
-    times: int
 
     def response(self) -> Response:
         """`body` as JSON (default `{"message": "emulated fault"}`), or, given as bytes, sent as it is (an
@@ -47,27 +59,35 @@ class Fault:
 
 
 @dataclass
-class Loss:
+class Loss(_Switch):
     """Processes a matching request (its side effect happens), then loses the answer: `status` None
     drops the connection without a word, else the client gets that status instead of the real answer."""
 
-    method: str
-    pattern: re.Pattern[str]
     status: int | None
-    times: int
 
 
 @dataclass
-class Hold:
+class Hold(_Switch):
     """Blocks the response of one matching request after it was processed, until released."""
 
-    method: str
-    pattern: re.Pattern[str]
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
 
     def release(self) -> None:
         self.released.set()
+
+
+S = TypeVar("S", bound=_Switch)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a killed process, a timeout under test) is routine here: it is
+    logged at debug level instead of a traceback on stderr, which the tests read."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("emulator: the connection from %s ended badly", client_address, exc_info=True)
 
 
 @dataclass
@@ -139,8 +159,7 @@ class EmulatorServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", self._port), _Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
@@ -166,16 +185,16 @@ class EmulatorServer:
     ) -> None:
         with self._lock:
             self._faults.append(
-                Fault(method.upper(), re.compile(path_pattern), status, body, dict(headers or {}), times)
+                Fault(method.upper(), re.compile(path_pattern), times, status, body, dict(headers or {}))
             )
 
     def lose_answer(self, method: str, path_pattern: str, status: int | None = None, times: int = 1) -> None:
         """The next `times` matching requests are carried out, and their answers lost (see `Loss`)."""
         with self._lock:
-            self._losses.append(Loss(method.upper(), re.compile(path_pattern), status, times))
+            self._losses.append(Loss(method.upper(), re.compile(path_pattern), times, status))
 
     def hold_after_processing(self, method: str, path_pattern: str) -> Hold:
-        hold = Hold(method.upper(), re.compile(path_pattern))
+        hold = Hold(method.upper(), re.compile(path_pattern), 1)
         with self._lock:
             self._holds.append(hold)
         return hold
@@ -191,32 +210,15 @@ class EmulatorServer:
 
     # serving ----------------------------------------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take(self, switches: list[S], method: str, path: str) -> S | None:
+        """The first switch that matches, used up once (and removed when it has no uses left)."""
         with self._lock:
-            for fault in self._faults:
-                if fault.method == method and fault.pattern.search(path):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def _take_loss(self, method: str, path: str) -> Loss | None:
-        with self._lock:
-            for loss in self._losses:
-                if loss.method == method and loss.pattern.search(path):
-                    loss.times -= 1
-                    if loss.times <= 0:
-                        self._losses.remove(loss)
-                    return loss
-        return None
-
-    def _take_hold(self, method: str, path: str) -> Hold | None:
-        with self._lock:
-            for hold in self._holds:
-                if hold.method == method and hold.pattern.search(path):
-                    self._holds.remove(hold)
-                    return hold
+            for switch in switches:
+                if switch.matches(method, path):
+                    switch.times -= 1
+                    if switch.times <= 0:
+                        switches.remove(switch)
+                    return switch
         return None
 
     def _serve_one(self, raw: BaseHTTPRequestHandler) -> None:
@@ -225,16 +227,16 @@ class EmulatorServer:
         body = raw.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in raw.headers.items()}
         request = Request(raw.command, parts.path, parse_qs(parts.query), headers, body)
-        fault = self._take_fault(request.method, request.path)
+        fault = self._take(self._faults, request.method, request.path)
         if fault is not None:
             response = fault.response()
         else:
             response = self._handle(request)
-            hold = self._take_hold(request.method, request.path)
+            hold = self._take(self._holds, request.method, request.path)
             if hold is not None:
                 hold.reached.set()
                 hold.released.wait(HOLD_TIMEOUT_SECONDS)
-            loss = self._take_loss(request.method, request.path)
+            loss = self._take(self._losses, request.method, request.path)
             if loss is not None and loss.status is None:
                 with self._lock:
                     self.requests.append(RecordedRequest(request.method, request.path, request.query, 0, headers))

@@ -5,6 +5,7 @@ up by the next run, which posts exactly one review."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import time
 from datetime import timedelta
@@ -14,6 +15,8 @@ import pytest
 
 from reviewer.db import make_engine, session_factory, transaction, utcnow
 from reviewer.emulators._server import Hold
+from reviewer.emulators.anthropic import AnthropicEmulator
+from reviewer.emulators.github import GitHubEmulator
 from reviewer.models import repo_state
 from reviewer.shutdown import GRACE_SECONDS
 from tests.conftest import Service, write_service
@@ -97,3 +100,32 @@ def test_a_second_sigterm_exits_at_once(service: Service) -> None:
         hold.release()
     assert time.monotonic() - sent < GRACE_SECONDS and process.returncode == 128 + signal.SIGTERM
     assert "received SIGTERM again; exiting now" in stderr.decode()
+
+
+def test_cycle_stops_within_the_grace_while_stuck_in_a_sqlite_lock_wait(
+        tmp_path: Path, github: GitHubEmulator, anthropic_api: AnthropicEmulator) -> None:
+    """The main thread is inside SQLite's C busy wait, where no Python signal handler can run: the watchdog
+    learns of the signal from the wakeup fd and still ends the process in time."""
+    github.add_repo(REPO)
+    database = tmp_path / "r.db"
+    service = write_service(tmp_path, f"sqlite:///{database}?timeout=60", github, anthropic_api, [{"name": REPO}])
+    ok(service.cli("db", "upgrade"))
+    number = github.open_pull(REPO, title="Search", diff=diff_for(1))
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # every write of the cycle waits (up to 60 s) in SQLite's busy handler
+    try:
+        process = service.spawn("cycle")
+        deadline = time.monotonic() + 120
+        while github.server.count("GET", f"/repos/{REPO}/pulls") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # it listed the pull requests: its next step is a write
+        time.sleep(1.0)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        holder.rollback()
+        holder.close()
+    assert took < DOCKER_GRACE_SECONDS and process.returncode == 128 + signal.SIGTERM, stderr.decode()
+    ok(service.cli("cycle"))
+    assert len(own_reviews(github, REPO, number)) == 1

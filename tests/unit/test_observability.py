@@ -20,7 +20,7 @@ from reviewer.logs import (
     remember_environment_secrets,
     remember_settings_secrets,
 )
-from reviewer.metrics import StepMetrics, _labels, _number, timed_step
+from reviewer.metrics import StepMetrics, StepStats, _labels, _number, timed_step
 from reviewer.pipeline import format_duration, progress_line
 from reviewer.report import StageReport
 
@@ -104,6 +104,7 @@ def test_a_private_key_is_redacted_line_by_line_too() -> None:
 
 
 def test_json_lines_parse_with_extras_and_exception() -> None:
+    remember_environment_secrets({"GITHUB_TOKEN": TOKEN})  # on its own, not through an earlier test
     item = record("stage %s done", "collect", exc=True, repository="acme/api", count=3)
     RedactingFilter().filter(item)
     entry = json.loads(JsonFormatter().format(item))
@@ -145,6 +146,15 @@ def test_timed_step_records_duration_failures_and_problems() -> None:
     stats = steps.snapshot()
     assert stats[("collect", "")].runs == 1 and stats[("collect", "")].problems == 1
     assert stats[("submit", "acme/api")].failures == 1 and stats[("submit", "acme/api")].seconds >= 0
+
+
+def test_declared_steps_are_zero_before_their_first_run() -> None:
+    steps = StepMetrics()
+    steps.declare("post", "submit acme/api")
+    assert steps.snapshot() == {("post", ""): StepStats(), ("submit", "acme/api"): StepStats()}
+    timed_step("post", lambda: StageReport("post"), steps)
+    steps.declare("post")  # declaring again never resets what was recorded
+    assert steps.snapshot()[("post", "")].runs == 1
 
 
 def test_exposition_helpers() -> None:
