@@ -8,7 +8,8 @@ nothing else writes `ReviewJob.state`.
          (superseded     └─ express lane (standard     └─> failed (invalid request)               └─ PR gone, or refused max_attempts times ─> failed
           or closed)        API, synchronous) ─> answered or failed
 
-Terminal: posted, skipped, stale, failed. `transition()` is `UPDATE ... WHERE id = :id AND state =
+Terminal: posted, skipped, stale, failed. `transition_many()` is the same guarded move for a chunk of jobs
+in one statement (and one executemany of events), for the stages that move thousands at once. `transition()` is `UPDATE ... WHERE id = :id AND state =
 :expected`: exactly one row changes or `ConcurrentTransition` is raised, so two workers can never both
 move the same job. Claims add a lease (owner + expiry); a lease that expires (the worker crashed) makes
 the job recoverable by the stage that owns that state.
@@ -151,6 +152,46 @@ def transition(
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentTransition(job_id, source.value)
     _event(session, job_id, source, target, reason, actor, now)
+
+
+def transition_many(
+    session: Session,
+    job_ids: Iterable[int],
+    source: State,
+    target: State,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    lease_until: datetime | None = None,
+    **values: Any,
+) -> set[int]:
+    """Move every job of `job_ids` that is still in `source` to `target`, in one guarded UPDATE (per 500
+    ids) with one event each; returns the ids that moved (the others were taken by another worker).
+    `values` are written to every moved job; per-job columns are the caller's (`UPDATE ... WHERE id`
+    once the jobs are its own)."""
+    if not allowed(source, target):
+        raise ValueError(f"transition {source.value} -> {target.value} is not allowed")
+    lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
+        "lease_owner": None, "lease_expires_at": None}
+    ids = list(job_ids)
+    moved: set[int] = set()
+    for start in range(0, len(ids), _SET_CHUNK):
+        statement = (
+            update(REVIEW_JOBS)
+            .where(REVIEW_JOBS.c.id.in_(ids[start:start + _SET_CHUNK]), REVIEW_JOBS.c.state == source.value)
+            .values(state=target.value, reason=reason, updated_at=now, **lease, **values)
+            .returning(REVIEW_JOBS.c.id)
+        )
+        moved.update(session.scalars(statement))
+    if moved:
+        session.execute(insert(JOB_EVENTS), [
+            {"job_id": job_id, "from_state": source.value, "to_state": target.value, "reason": reason,
+             "actor": actor, "at": now} for job_id in sorted(moved)])
+    return moved
+
+
+_SET_CHUNK = 500  # ids per IN list: well under SQLite's 32,766 bound parameters
 
 
 def hold(session: Session, job_id: int, reason: str, *, now: datetime) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,7 @@ from reviewer.queue import (
     new_batch,
     set_batch_state,
     transition,
+    transition_many,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -141,3 +142,25 @@ def test_batch_states_move_only_along_the_table(sessions: Sessions) -> None:
     with sessions() as session:
         batch = session.get_one(Batch, batch_id)
         assert (batch.state, batch.anthropic_id, batch.processed_at) == (BatchState.ENDED, "msgbatch_1", NOW)
+
+
+def test_transition_many_moves_only_jobs_still_in_the_source_state_with_one_event_each(sessions: Sessions) -> None:
+    ids = [add_job(sessions, number) for number in range(1, 1202)]  # more than one IN chunk
+    with transaction(sessions) as session:
+        transition(session, ids[5], State.QUEUED, State.SKIPPED, now=NOW, reason="taken first")
+    until = NOW + timedelta(minutes=10)
+    with transaction(sessions) as session:
+        moved = transition_many(session, ids, State.QUEUED, State.SUBMITTING, now=NOW, actor="me",
+                                lease_until=until, reason="claimed", model="m")
+    assert moved == set(ids) - {ids[5]}
+    with sessions() as session:
+        rows = {job.id: job for job in session.scalars(select(ReviewJob))}
+        events = session.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.to_state == "submitting"))
+    assert rows[ids[5]].state == "skipped" and rows[ids[0]].state == "submitting"
+    assert rows[ids[-1]].model == "m" and rows[ids[-1]].lease_owner == "me"
+    assert events == len(moved)
+    assert events_of(sessions, ids[0])[-1] == ("queued", "submitting")
+    with transaction(sessions) as session:  # nothing left in the source state: nothing moves, no event
+        assert transition_many(session, ids, State.QUEUED, State.SUBMITTING, now=NOW) == set()
+    with pytest.raises(ValueError), transaction(sessions) as session:
+        transition_many(session, ids, State.QUEUED, State.POSTED, now=NOW)
