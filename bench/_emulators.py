@@ -64,7 +64,7 @@ class EmulatorProcess:
         return self._send("call", method=method, args=list(args), kwargs=kwargs)
 
     def requests(self) -> list[tuple[str, str, int]]:
-        return [tuple(r) for r in self._send("requests")]  # type: ignore[misc]
+        return [tuple(r) for r in self._send("requests")]
 
     def clear(self) -> None:
         self._send("clear")
