@@ -6,11 +6,12 @@ request's final head with exactly one review, no head with two, and no request p
 two succeeded results in the database, and no custom_id succeeded twice at the API.
 
 The seed is fixed per engine so that a failure can be replayed; the test prints how many kills it made
-and where each one landed (the last line the killed process had printed).
+and in which stage each one landed (the stage after the last one that printed its summary).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import subprocess
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -41,60 +43,84 @@ def service(tmp_path: Path, database_url: str, github: GitHubEmulator, anthropic
     return svc
 
 
+STAGES = ("collect", "submit", "poll", "post")
+_SUMMARY = re.compile(rf"^({'|'.join(STAGES)}): ")
+
+
 class Watched:
-    """A `reviewer --log-level info cycle` subprocess whose log lines are read as they come, with the
-    moment each arrived (the log says what it is doing while it does it)."""
+    """A `reviewer --log-level info cycle` subprocess whose output is read as it comes, with the moment
+    each line arrived: its log (stderr) says start-up is over, its stage summaries (stdout, unbuffered)
+    say which stage ended last, so a kill is placed in the stage that was running."""
 
     def __init__(self, service: Service) -> None:
         self.started = time.monotonic()
-        self.process = service.spawn("--log-level", "info", "cycle")
+        self.process = dataclasses.replace(service, env={**service.env, "PYTHONUNBUFFERED": "1"}).spawn(
+            "--log-level", "info", "cycle")
         self.lines: list[tuple[float, str]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.summaries: list[tuple[float, str]] = []  # (when, stage) of each stage summary
+        self._readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+                         for stream, sink in ((self.process.stderr, self.lines), (self.process.stdout, None))]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        with self.process.stderr:
-            for raw in self.process.stderr:
-                self.lines.append((time.monotonic() - self.started, raw.decode(errors="replace").strip()))
+    def _read(self, stream: IO[bytes] | None, sink: list[tuple[float, str]] | None) -> None:
+        assert stream is not None
+        with stream:
+            for raw in stream:
+                line = raw.decode(errors="replace").strip()
+                if sink is not None:
+                    sink.append((time.monotonic() - self.started, line))
+                elif (found := _SUMMARY.match(line)) is not None:
+                    self.summaries.append((time.monotonic() - self.started, found.group(1)))
 
-    def first_line_at(self, timeout: float = 120) -> float:
+    def began(self, stage: str) -> float | None:
+        """When `stage` began (start-up at once, collect at the first log line, any other when the stage
+        before it printed its summary); None if it has not yet."""
+        if stage == "start-up":
+            return 0.0
+        if stage == "collect":
+            return self.lines[0][0] if self.lines else None
+        before = STAGES[STAGES.index(stage) - 1]
+        return next((at for at, done in self.summaries if done == before), None)
+
+    def wait_for(self, stage: str, timeout: float = 120) -> float | None:
         deadline = time.monotonic() + timeout
-        while not self.lines and self.process.poll() is None and time.monotonic() < deadline:
+        while (at := self.began(stage)) is None and self.process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self.lines[0][0] if self.lines else time.monotonic() - self.started
+        return at
 
     def where(self) -> str:
-        """The step the process was in: the logger of its last line (`reviewer.submit` -> submit)."""
-        for _, line in reversed(self.lines):
-            match = re.search(r" (?:INFO|WARNING|ERROR) reviewer(?:\.(\w+))?: (\w+)", line)
-            if match:
-                return match.group(1) or match.group(2)
-        return "start-up"
+        """The stage that was running: the one after the last stage that printed its summary."""
+        if not self.summaries:
+            return "collect" if self.lines else "start-up"
+        done = STAGES.index(self.summaries[-1][1])
+        return STAGES[done + 1] if done + 1 < len(STAGES) else "the end"
 
     def finish(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout:  # small (one summary per step): it never fills the pipe
-            self.process.stdout.read()
         self.process.wait(timeout=60)
-        self._reader.join(timeout=10)
+        for reader in self._readers:
+            reader.join(timeout=10)
 
 
-def timed_cycle(service: Service) -> tuple[float, float]:
-    """One cycle run to its end: when its first log line came (start-up done) and when it ended."""
+def timed_cycle(service: Service) -> dict[str, float]:
+    """One cycle run to its end: how long its start-up and each of its stages took."""
     watched = Watched(service)
-    first = watched.first_line_at()
     watched.finish()
     assert watched.process.returncode == 0, watched.lines[-5:]
-    return first, time.monotonic() - watched.started
+    began = [watched.began(stage) for stage in ("start-up", *STAGES)]
+    ends = [*began[1:], time.monotonic() - watched.started]
+    return {stage: max(end - start, 0.05) for stage, start, end in zip(("start-up", *STAGES), began, ends, strict=True)
+            if start is not None and end is not None}
 
 
-def kill_at_random(service: Service, rng: random.Random, work_span: float) -> str:
-    """A cycle killed at a random moment of its work (after start-up), or let finish if quicker."""
+def kill_at_random(service: Service, rng: random.Random, spans: dict[str, float]) -> str:
+    """A cycle killed at a random moment of a stage chosen at random (each as likely as the others,
+    however short), or let finish if it is quicker."""
+    stage = rng.choice(sorted(spans))
     watched = Watched(service)
-    watched.first_line_at()
-    try:
-        watched.process.wait(timeout=rng.uniform(0, 1.2) * work_span)
+    began = watched.wait_for(stage)
+    try:  # a cycle that did not get there in time (stuck, or slow) is killed where it is
+        watched.process.wait(timeout=0 if began is None else rng.uniform(0, 1.0) * spans[stage])
         outcome = "finished"
     except subprocess.TimeoutExpired:
         watched.process.kill()
@@ -115,11 +141,11 @@ def test_random_kills_while_pushes_arrive_lose_nothing_and_pay_nothing_twice(
     numbers = [service.github.open_pull(REPO, title=f"PR {i}", diff=diff_for(i)) for i in range(PULLS)]
     versions = Counter[int]()
     landed = Counter[str]()
-    first_line, ended = timed_cycle(service)  # the first reviews, and the span the kills are spread over
+    spans = timed_cycle(service)  # the first reviews, and how long each stage takes: where kills are aimed
     for _ in range(KILLS):
         if rng.random() < 0.8:
             push(service, rng, numbers, versions)
-        landed[kill_at_random(service, rng, ended - first_line)] += 1
+        landed[kill_at_random(service, rng, spans)] += 1
         time.sleep(2.1)  # the killed post's lease (2 s): a dead poster is recovered by the next run
     for _ in range(6):  # ordinary runs until nothing is left to do
         assert service.cli("cycle").exit_code == 0
