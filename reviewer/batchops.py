@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reviewer.choices import LIST_LIMIT
 from reviewer.cost import format_usd
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ReviewerError
@@ -30,7 +31,6 @@ from reviewer.queue import BatchState
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
 
-LIST_LIMIT = 50
 FINISHED: dict[str, str] = {
     BatchState.ENDED: "has already ended",
     BatchState.ARCHIVED: "has ended and its results were archived",

@@ -2,23 +2,26 @@
 report. `ReviewerError`s, and the database's own failures (missing, unreachable, read-only, full, locked:
 `db.DATABASE_ERRORS`), become one `error: ...` line on stderr and exit status 1; anything else is a bug
 and keeps its traceback.
+
+Each command imports what it uses when it runs: `reviewer --help`, `status` and `costs` load neither
+the SDKs (anthropic, PyGithub), nor the scheduler, Jinja2, Alembic or the emulators, so they answer at
+once (tests/unit/test_cli_imports.py; bench/cli_start.py times them).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reviewer.batchops import LIST_LIMIT
-from reviewer.config import Settings, load_settings
-from reviewer.db import DATABASE_ERRORS, database_error
+from reviewer.choices import DEFAULT_GROUPINGS, FORMATS, GROUPINGS, LIST_LIMIT
 from reviewer.errors import ReviewerError
-from reviewer.ledger import DEFAULT_GROUPINGS, FORMATS, GROUPINGS
-from reviewer.logs import configure_logging, remember_settings_secrets
-from reviewer.report import StageReport
-from reviewer.runtime import Runtime
+
+if TYPE_CHECKING:
+    from reviewer.config import Settings
+    from reviewer.report import StageReport
+    from reviewer.runtime import Runtime
 
 
 class _ReviewerFailure(click.ClickException):
@@ -28,6 +31,8 @@ class _ReviewerFailure(click.ClickException):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from reviewer.db import DATABASE_ERRORS, database_error
+
         try:
             return super().invoke(ctx)
         except ReviewerError as exc:
@@ -38,6 +43,9 @@ class _Group(click.Group):
 
 
 def _settings(ctx: click.Context) -> Settings:
+    from reviewer.config import load_settings
+    from reviewer.logs import remember_settings_secrets
+
     obj = ctx.find_root().obj
     if "settings" not in obj:
         obj["settings"] = load_settings(obj["config"])
@@ -46,6 +54,8 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _runtime(ctx: click.Context, migrate: bool = False) -> Runtime:
+    from reviewer.runtime import Runtime
+
     rt = Runtime(_settings(ctx))
     ctx.call_on_close(rt.close)
     rt.prepare_database(migrate)
@@ -77,6 +87,8 @@ def _exit_on_errors(*reports: StageReport) -> None:
 def cli(ctx: click.Context, config: str | None, log_level: str, log_format: str, log_prompts: bool) -> None:
     """Batch-first AI code review for GitHub: collect pull requests, review them through the Anthropic
     Message Batches API at half price, post the reviews, and account for every dollar."""
+    from reviewer.logs import configure_logging
+
     configure_logging(log_level, log_format, log_prompts=log_prompts)  # secrets are redacted from every record
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
@@ -221,7 +233,7 @@ def run(ctx: click.Context) -> None:
 def status(ctx: click.Context) -> None:
     """The queue and the batches at a glance, with the reasons for skipped, stale and failed jobs."""
     from reviewer.reports import format_status
-    from reviewer.scheduler import next_submissions
+    from reviewer.schedules import next_submissions
 
     rt = _runtime(ctx)
     database = rt.engine.url.render_as_string(hide_password=True)  # the resolved path; a password as ***

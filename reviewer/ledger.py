@@ -33,12 +33,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from reviewer.choices import DEFAULT_GROUPINGS
+from reviewer.choices import FORMATS as FORMATS  # re-exported: defined where `reviewer --help` can read them cheaply
+from reviewer.choices import GROUPINGS as GROUPINGS
 from reviewer.cost import MICRO, format_usd
 from reviewer.models import Batch, Result, ResultType, ReviewJob
 
-GROUPINGS = ("review", "pr", "repository", "model", "day", "week", "month")
-DEFAULT_GROUPINGS = ("review", "repository", "week")
-FORMATS = ("table", "csv", "json")  # what format_ledger writes
 NOT_BILLED = (ResultType.ERRORED, ResultType.EXPIRED, ResultType.CANCELED)
 WORST_BATCHES = 5
 STREAM_CHUNK = 5_000

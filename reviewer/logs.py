@@ -179,10 +179,23 @@ def configure_logging(level: str, log_format: str, env: Mapping[str, str] | None
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    library_level = logging.NOTSET if level.lower() == "debug" else logging.WARNING
+    _LIBRARIES.update(level=logging.NOTSET if level.lower() == "debug" else logging.WARNING, log_prompts=log_prompts)
+    settle_library_loggers()
+
+
+_LIBRARIES: dict[str, Any] = {}  # what configure_logging chose for the libraries' loggers
+
+
+def settle_library_loggers() -> None:
+    """Apply configure_logging's choice to the libraries' loggers again: the SDKs are imported when first
+    used, after it, and PyGithub's import sets its logger to INFO with a bare StreamHandler (no redaction)
+    and the anthropic SDK's honours ANTHROPIC_LOG. Nothing to do before configure_logging."""
+    if not _LIBRARIES:
+        return
+    library_level = _LIBRARIES["level"]
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
-        quiet = library_level == logging.NOTSET and name in BODY_LOGGERS and not log_prompts
+        quiet = library_level == logging.NOTSET and name in BODY_LOGGERS and not _LIBRARIES["log_prompts"]
         library.setLevel(logging.INFO if quiet else library_level)
         for own in list(library.handlers):  # PyGithub adds a bare StreamHandler at import: no redaction
             library.removeHandler(own)

@@ -7,6 +7,9 @@ pending migrations of a database at an older revision are applied only by `run`,
 `db upgrade`, and any other command names `reviewer db upgrade` instead. Migrating happens under the
 migration lock (`locks.serialized`), so instances started together on one database migrate it once and
 the others wait for it, then start.
+
+Start-up stays cheap (`reviewer status` and `costs` in well under a second): the SDKs are imported when
+an adapter is first built, and Alembic only when the database is not at `HEAD_REVISION`.
 """
 
 from __future__ import annotations
@@ -17,18 +20,29 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from reviewer.batches import Batches
-from reviewer.config import Settings
 from reviewer.db import make_engine, session_factory, utcnow
 from reviewer.errors import ConfigError
-from reviewer.github import GitHub
 from reviewer.locks import serialized
-from reviewer.migrate import check_schema_current, current_revision, head_revision, upgrade
+from reviewer.logs import settle_library_loggers
+from reviewer.migrate import (
+    HEAD_REVISION,
+    check_schema_current,
+    current_revision,
+    head_revision,
+    recorded_revision,
+    upgrade,
+)
 from reviewer.models import deployment_prefix
+
+if TYPE_CHECKING:  # the SDKs behind them load only when a command uses an adapter
+    from reviewer.batches import Batches
+    from reviewer.config import Settings
+    from reviewer.github import GitHub
 
 log = logging.getLogger("reviewer")
 MIGRATION_LOCK = "reviewer:migrate"
@@ -53,6 +67,9 @@ class Runtime:
     @property
     def github(self) -> GitHub:
         if self._github is None:
+            from reviewer.github import GitHub
+
+            settle_library_loggers()  # PyGithub was perhaps imported just now, after logging was configured
             self._github = GitHub(self.settings)
         return self._github
 
@@ -88,6 +105,9 @@ class Runtime:
     @property
     def batches(self) -> Batches:
         if self._batches is None:
+            from reviewer.batches import Batches
+
+            settle_library_loggers()
             self._batches = Batches(self.settings)
         return self._batches
 
@@ -108,7 +128,10 @@ class Runtime:
 def bring_to_head(engine: Engine, migrate: bool) -> tuple[str | None, str]:
     """(revision before, revision after): an empty database gets the schema, one behind is upgraded if
     `migrate` or refused (SchemaOutOfDate). The lock is taken only when the schema is not at head, and the
-    revision is read again under it: another instance may have migrated meanwhile."""
+    revision is read again under it: another instance may have migrated meanwhile. A database at
+    `HEAD_REVISION` (the common case) is recognised with one query, without loading Alembic."""
+    if recorded_revision(engine) == HEAD_REVISION:
+        return HEAD_REVISION, HEAD_REVISION
     head = head_revision()
     if current_revision(engine) == head:
         return head, head

@@ -81,17 +81,6 @@ def missed_submission(repo: RepoSettings, last: datetime | None, now: datetime, 
     return upcoming is not None and upcoming <= now
 
 
-def next_submissions(rt: Runtime) -> dict[str, str]:
-    tz = ZoneInfo(rt.settings.timezone)
-    now = rt.clock()
-    result = {}
-    for repo in rt.settings.repositories:
-        fire = CronTrigger.from_crontab(repo.schedule, timezone=tz).get_next_fire_time(None, now)
-        if fire is not None:
-            result[repo.name] = fire.strftime("%Y-%m-%d %H:%M %Z")
-    return result
-
-
 def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     tz = ZoneInfo(rt.settings.timezone)
     scheduler = BackgroundScheduler(

@@ -25,11 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from reviewer.errors import TemplateError
+
+if TYPE_CHECKING:  # loaded by the first render: the config's template check needs no Jinja2
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def template_exists(name: str, prompts_dir: Path | None) -> bool:
 def _environment(prompts_dir: Path | None) -> jinja2.Environment:
     """One environment per templates folder, so each template is compiled once per process
     (Jinja2 re-reads a template only when its file changed)."""
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(_search_path(prompts_dir)),
         undefined=jinja2.StrictUndefined,
@@ -71,6 +74,8 @@ def _environment(prompts_dir: Path | None) -> jinja2.Environment:
 
 
 def render_prompt(template: str, variables: Mapping[str, Any], prompts_dir: Path | None = None) -> RenderedPrompt:
+    import jinja2
+
     env = _environment(prompts_dir)
     parts = []
     for part in ("system", "user"):
