@@ -3,6 +3,10 @@
 `check_schema_current` refuses to work on a database that is not at the migrations' head and names
 the command that fixes it; `upgrade` applies pending migrations (backing a SQLite file up first, into a
 file readable by its owner only, like the database).
+
+Alembic is imported only by the functions that need it: `recorded_revision` reads the `alembic_version`
+row with one query, so a command on a database at `HEAD_REVISION` (every start but the first after an
+upgrade) never loads it. `HEAD_REVISION` is kept equal to the migrations' head by a test.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from reviewer.errors import DatabaseError, SchemaOutOfDate
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+HEAD_REVISION = "0008"  # Alembic's head: update it with every new migration (tests/unit/test_cli_imports.py)
+VERSION_TABLE = "alembic_version"
 
 
 def migrations_dir() -> Path:
@@ -29,6 +36,8 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["engine"] = engine
@@ -36,14 +45,28 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://"))).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def recorded_revision(engine: Engine) -> str | None:
+    """The one revision in `alembic_version`, read without Alembic; None for no table, no row or several
+    rows (the callers then ask Alembic, which knows what those mean)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None
 
 
 def check_schema_current(engine: Engine) -> None:
@@ -84,9 +107,13 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         return before, before
     if before is not None:
         _backup_sqlite(engine, before)
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
     return before, current_revision(engine) or ""
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)

@@ -38,6 +38,7 @@ class ReviewJob(Base):
     __table_args__ = (
         UniqueConstraint("repository", "pr_number", "head_sha"),
         Index("ix_review_jobs_state_repository", "state", "repository"),
+        Index("ix_review_jobs_state_id", "state", "id"),  # claims read each state in id order, a chunk at a time
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
