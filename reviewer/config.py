@@ -65,6 +65,9 @@ class GitHubOptions(Strict):
     api_url: str | None = None
     request_pause_seconds: float = Field(default=0.0, ge=0)
     write_pause_seconds: float = Field(default=1.0, ge=0)  # ~60 reviews/min, under GitHub's 80/min
+    # how old the listing of open pull requests may be when it says a pull request is still open at its head,
+    # right before a review is posted on it (older: listed again, a free 304 when unchanged)
+    freshness_seconds: float = Field(default=10.0, ge=0)
     timeout_seconds: float = Field(default=30, gt=0)
     max_wait_seconds: float = Field(default=120, ge=0)  # longer rate-limit waits are deferred, never slept
     app_id: int | None = Field(default=None, ge=1)  # GitHub App instead of GITHUB_TOKEN (see _github_app)

@@ -1077,6 +1077,8 @@ class GitHubEmulator:
             "submitted_at": _now() if draft.event else None,
         }
         pull.reviews.append(review)
+        if draft.event:
+            self._touch(pull)  # as on GitHub, a submitted review updates the pull request (its listing changes)
         return review
 
     # serving ----------------------------------------------------------------------------------------

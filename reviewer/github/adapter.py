@@ -7,12 +7,16 @@ PyGithub has no call for the diff media type, so the diff is fetched through its
 refuses the diff above 300 files (406), so the per-file listing is the fallback (it stops at 3,000 files:
 the pull request's `changed_files` says how many it left out); PyGithub lists never
 send If-None-Match, so the open pull requests are listed page by page through the requester with the
-ETag of the previous answer, and a 304 (free of quota) reuses it. Which client (token, or the GitHub
-App installation of the repository) makes each call, and how long it may wait, is auth.py's business.
+ETag of the previous answer, and a 304 (free of quota) reuses it; so is the repository's rules file. The
+last listing of each repository is held with the time it was asked for, so that a caller that needs it at
+most a few seconds old (`open_pulls_within`: the check before posting) asks GitHub again only when it is
+older. Which client (token, or the GitHub App installation of the repository) makes each call, and how
+long it may wait, is auth.py's business.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import github
 import requests
@@ -140,6 +144,23 @@ def _cached_page(cached: CachedPage | None) -> tuple[str, list[dict[str, Any]], 
         return None
 
 
+@dataclass(frozen=True)
+class _Listing:
+    asked_at: float  # time.monotonic() when its first page was asked for: GitHub's answer is no older
+    pulls: dict[int, PullSummary]
+
+
+def _cached_file(cached: CachedPage | None) -> tuple[str, dict[str, Any]] | None:
+    """(etag, kept answer) of a cached file; None when there is none or it cannot be read."""
+    if cached is None:
+        return None
+    try:
+        kept = json.loads(cached.body)
+    except ValueError:
+        return None
+    return (cached.etag, kept) if isinstance(kept, dict) and "content" in kept else None
+
+
 def _json_or_text(text: str | None) -> Any:
     try:
         return json.loads(text or "")
@@ -154,7 +175,9 @@ class GitHub:
         self.base_url = settings.github_api_url
         self._clients = Clients(settings)
         self._pages = MemoryPageCache()
+        self._listings: dict[str, _Listing] = {}  # by lower-cased repository name
         self._login: str | None = None
+        self.monotonic: Callable[[], float] = time.monotonic  # the clock of held listings (a seam for tests)
 
     def close(self) -> None:
         """Close the HTTP sessions of every client built so far."""
@@ -191,6 +214,7 @@ class GitHub:
         """Open pull requests, oldest first. Each page is asked for with the ETag of its previous answer
         (kept in `cache`, else in this process); a 304 reuses that answer and costs no quota."""
         first = f"{self.base_url}/repos/{repository}/pulls?{urlencode(OPEN_PULLS_QUERY)}"
+        asked_at = self.monotonic()
 
         def run() -> list[PullSummary]:
             gh = self._gh(repository)
@@ -201,7 +225,20 @@ class GitHub:
                 items += page
             return [_summary(item) for item in items]
 
-        return self._call(f"list open pull requests of {repository}", run)
+        pulls = self._call(f"list open pull requests of {repository}", run)
+        self._listings[repository.lower()] = _Listing(asked_at, {pull.number: pull for pull in pulls})
+        return pulls
+
+    def open_pulls_within(self, repository: str, max_age: float,
+                          cache: PageCache | None = None) -> dict[int, PullSummary]:
+        """The open pull requests by number, as GitHub listed them at most `max_age` seconds ago: the
+        listing held (whoever asked for it in this process) while it is young enough, else listed again
+        with `list_open_pulls` (an unchanged page is a free 304)."""
+        held = self._listings.get(repository.lower())
+        if held is None or self.monotonic() - held.asked_at >= max_age:
+            self.list_open_pulls(repository, cache)
+            held = self._listings[repository.lower()]
+        return held.pulls
 
     @staticmethod
     def _conditional_page(gh: Github, url: str, cache: PageCache) -> tuple[list[dict[str, Any]], str | None]:
@@ -286,23 +323,44 @@ class GitHub:
 
         return self._call(f"list the review comments of {repository}#{number}", run)
 
-    def read_default_branch_file(self, repository: str, path: str, max_bytes: int) -> RepoFile | None:
+    def read_default_branch_file(self, repository: str, path: str, max_bytes: int,
+                                 cache: PageCache | None = None) -> RepoFile | None:
         """A file on the repository's default branch (its text only when it has at most `max_bytes`),
-        or None if there is no such file."""
+        or None if there is no such file. Asked for with the ETag of its previous answer (kept in `cache`,
+        else in this process): an unchanged file is a free 304."""
+        url = f"{self.base_url}/repos/{repository}/contents/{quote(path)}"
+
         def run() -> RepoFile | None:
-            try:
-                content = self._gh(repository).get_repo(repository).get_contents(path)
-            except GithubException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            if isinstance(content, list):
-                return None  # a directory
-            if content.size > max_bytes:  # GitHub sends no content at all above 1 MB
-                return RepoFile(content.size, None)
-            return RepoFile(content.size, content.decoded_content.decode("utf-8", errors="replace"))
+            content = self._conditional_file(self._gh(repository), url, cache or self._pages)
+            if content is None or content.get("type", "file") != "file":
+                return None  # no such file, or a directory (a list) or a symlink or submodule
+            size = int(content.get("size") or 0)
+            if size > max_bytes or content.get("encoding") != "base64":  # GitHub sends none above 1 MB
+                return RepoFile(size, None)
+            return RepoFile(size, base64.b64decode(content.get("content") or "").decode("utf-8", errors="replace"))
 
         return self._call(f"read {path} of {repository}", run)
+
+    @staticmethod
+    def _conditional_file(gh: Github, url: str, cache: PageCache) -> dict[str, Any] | None:
+        """The contents answer of one file (its type, size, encoding and content), None when there is none;
+        revalidated with the ETag of the answer kept in `cache` (a 304 reuses it)."""
+        cached = _cached_file(cache.get(url))
+        headers = {"If-None-Match": cached[0]} if cached is not None else None
+        status, response_headers, text = gh.requester.requestJson("GET", url, headers=headers)
+        if status == 304 and cached is not None:
+            return cached[1]
+        if status == 404:
+            return None
+        if status != 200:
+            raise GithubException(status, _json_or_text(text), response_headers)
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            return None  # a directory: a list of its entries
+        kept = {key: data.get(key) for key in ("type", "size", "encoding", "content")}
+        if response_headers.get("etag"):
+            cache.put(url, response_headers["etag"], json.dumps(kept))
+        return kept
 
     def compare_diff(self, repository: str, base: str, head: str) -> str | None:
         """The diff from `base` to `head`, or None when GitHub cannot compare them (force-push)."""

@@ -53,7 +53,7 @@ def test_github_error_answers(service: Service, shape: str) -> None:
     for command in ("collect", "submit", "poll"):
         ok(service.cli(command))
 
-    gh.server.fail_next("GET", rf"/pulls/{number}$", 422, body)  # the re-read before posting
+    gh.server.fail_next("GET", rf"/repos/{REPO}/pulls$", 422, body)  # the re-read before posting (the listing)
     reported(service.cli("post"), SAID[shape])
     gh.server.fail_next("POST", r"/reviews$", 500, body)
     reported(service.cli("post"), SAID[shape])

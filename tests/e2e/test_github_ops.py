@@ -212,7 +212,7 @@ def test_primary_limit_before_posting_leaves_the_job_answered(service: Service) 
     number = gh.open_pull(REPO, title="Search", diff=diff_for(1))
     for command in ("collect", "submit", "poll"):
         ok(service.cli(command))
-    gh.server.fail_next("GET", rf"/pulls/{number}$", 403, PRIMARY, _primary_limit_headers())
+    gh.server.fail_next("GET", rf"/repos/{REPO}/pulls$", 403, PRIMARY, _primary_limit_headers())  # the re-read
     started = time.monotonic()
     result = service.cli("post")
     assert time.monotonic() - started < 10

@@ -99,6 +99,7 @@ def test_server_errors_never_use_up_an_attempt(service: Service) -> None:
 
 def test_a_pull_request_that_is_gone_fails_at_once(service: Service) -> None:
     number = answered(service)
+    service.github.server.fail_next("GET", rf"/repos/{REPO}/pulls$", 200, [])  # not listed open: read on its own
     service.github.server.fail_next("GET", rf"/pulls/{number}$", 404, {"message": "Not Found"})
     result = service.cli("post")
     assert result.exit_code == 1 and "failed 1" in result.output
