@@ -30,14 +30,15 @@ from sqlalchemy.orm import Session
 from reviewer.batches import ResultLine
 from reviewer.budget import worst_case
 from reviewer.config import RepoSettings, Settings
-from reviewer.cost import cost_of
+from reviewer.cost import Usage, cost_of
+from reviewer.errors import ConfigError
 from reviewer.models import Batch, Result, ResultType, ReviewJob
 from reviewer.queue import State, transition
-from reviewer.review.diffs import changed_files, number_new_side, without_content
+from reviewer.review.diffs import changed_files, number_files, number_new_side, without_content
 from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
 from reviewer.review.paths import shown
-from reviewer.review.render import render_prompt
-from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, estimate_tokens, fit_diff
+from reviewer.review.render import RenderedPrompt, render_prompt
+from reviewer.review.trim import DEFAULT_IGNORES, FittedDiff, Ignores, compile_ignores, estimate_tokens, fit_diff
 from reviewer.rules import REPO_CONFIG_PATH, apply_rules, rules_from_json
 
 log = logging.getLogger("reviewer.jobs")
@@ -76,7 +77,7 @@ def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -
         "pr": {"number": job.pr_number, "title": job.title, "author": job.author, "body": job.body,
                "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
                "labels": [label for label in job.labels.split(",") if label]},
-        "diff": number_new_side(fitted.diff),
+        "diff": number_files(fitted.parsed) if fitted.parsed else number_new_side(fitted.diff),
         "files": [shown(path) for path in fitted.kept or changed_files(fitted.diff)],
         "omitted": [{"path": shown(o.path), "reason": o.reason} for o in fitted.omitted],
         "unlisted_files": job.unlisted_files or 0,
@@ -101,31 +102,96 @@ class Prepared:
 
 
 def prepare_request(job: ReviewJob, settings: Settings, prefix: str) -> Prepared | str:
-    """The batch request for a job (its custom_id made with `prefix`), or the reason it is skipped."""
-    repo = effective_settings(settings, job)
-    price = settings.prices.price(repo.model)
-    room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
-    fitted = fit_diff(job.review_diff or job.diff, ignore=DEFAULT_IGNORES + repo.ignore,
-                      budget_tokens=max(min(repo.token_budget, room), 1000), hard_limit_tokens=repo.hard_limit_tokens)
-    reason = _not_worth_a_request(repo, fitted)
-    if reason is not None:
-        return reason
-    prompt = render_prompt(repo.template, template_variables(job, repo, fitted), settings.prompts_dir)
+    """The batch request for a job (its custom_id made with `prefix`), or the reason it is skipped.
+    For many jobs in one run, `RequestBuilder` does the per-repository work once."""
+    return RequestBuilder(settings, prefix).prepare(job)
+
+
+def request_json(prepared: Prepared) -> bytes:
+    """The request as it goes into a create body: compact UTF-8 JSON, as the SDK would send it. The tool
+    schema and tool choice, the same objects in every request, are encoded once and spliced in."""
+    params = prepared.request["params"]
+    if params.get("tools") is not _TOOLS or params.get("tool_choice") is not _TOOL_CHOICE:
+        return _JSON.encode(prepared.request).encode()
+    own = {key: value for key, value in params.items() if key not in _SHARED_KEYS}
+    head = _JSON.encode({"custom_id": prepared.request["custom_id"], "params": own})
+    return (head[:-2] + _SHARED_JSON).encode()  # head ends with the "}}" that close params and the request
+
+
+@dataclass(frozen=True)
+class _RepoWork:
+    """What every job of one repository (with one set of repository rules) shares."""
+
+    repo: RepoSettings
+    ignores: Ignores
+    budget_tokens: int
+
+
+class RequestBuilder:
+    """`prepare_request` for the many jobs of one run. What is the same for every job of a repository
+    (its rules merged over the central settings and validated, its ignore patterns compiled, its token
+    room) is worked out once per repository and rules, and its failure (a ConfigError) remembered."""
+
+    def __init__(self, settings: Settings, prefix: str) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self._work: dict[tuple[str, str | None], _RepoWork | ConfigError] = {}
+
+    def prepare(self, job: ReviewJob) -> Prepared | str:
+        work = self._repo_work(job)
+        repo = work.repo
+        fitted = fit_diff(job.review_diff or job.diff, ignore=work.ignores, budget_tokens=work.budget_tokens,
+                          hard_limit_tokens=repo.hard_limit_tokens)
+        reason = _not_worth_a_request(repo, fitted)
+        if reason is not None:
+            return reason
+        prompt = render_prompt(repo.template, template_variables(job, repo, fitted), self.settings.prompts_dir)
+        tokens = _TOOL_TOKENS + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
+        omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
+        return Prepared({"custom_id": custom_id(self.prefix, job.id), "params": _params(repo, prompt)},
+                        job.repository, repo.model, omitted, tokens,
+                        worst_case(tokens, repo, self.settings, batch=True))
+
+    def _repo_work(self, job: ReviewJob) -> _RepoWork:
+        key = (job.repository, job.repo_rules or None)
+        work = self._work.get(key)
+        if work is None:
+            try:
+                work = self._work[key] = self._new_work(job)
+            except ConfigError as exc:
+                work = self._work[key] = exc
+        if isinstance(work, ConfigError):
+            raise work.with_traceback(None)
+        return work
+
+    def _new_work(self, job: ReviewJob) -> _RepoWork:
+        repo = effective_settings(self.settings, job)
+        price = self.settings.prices.price(repo.model)
+        room = price.context_window - repo.max_tokens - PROMPT_OVERHEAD_TOKENS
+        return _RepoWork(repo, compile_ignores(DEFAULT_IGNORES + repo.ignore), max(min(repo.token_budget, room), 1000))
+
+
+def _params(repo: RepoSettings, prompt: RenderedPrompt) -> dict[str, Any]:
     system: dict[str, Any] = {"type": "text", "text": prompt.system}
     if repo.prompt_caching:  # tools + system prompt are the prefix every request of the repository shares
         system["cache_control"] = {"type": "ephemeral", "ttl": repo.cache_ttl}
-    params = {
+    return {
         "model": repo.model,
         "max_tokens": repo.max_tokens,
         "system": [system],
         "messages": [{"role": "user", "content": prompt.user}],
-        "tools": [REVIEW_TOOL],
-        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+        "tools": _TOOLS,
+        "tool_choice": _TOOL_CHOICE,
     }
-    tokens = estimate_tokens(json.dumps(REVIEW_TOOL)) + estimate_tokens(prompt.system) + estimate_tokens(prompt.user)
-    omitted = json.dumps([[o.path, o.reason] for o in fitted.omitted])
-    return Prepared({"custom_id": custom_id(prefix, job.id), "params": params}, job.repository, repo.model, omitted,
-                    tokens, worst_case(tokens, repo, settings, batch=True))
+
+
+# The same objects go into every request (never modified), so their JSON and tokens are worked out once.
+_TOOLS: list[dict[str, Any]] = [REVIEW_TOOL]
+_TOOL_CHOICE: dict[str, str] = {"type": "tool", "name": TOOL_NAME}
+_TOOL_TOKENS = estimate_tokens(json.dumps(REVIEW_TOOL))
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # the SDK's own encoding of a body
+_SHARED_KEYS = ("tools", "tool_choice")
+_SHARED_JSON = f',"tools":{_JSON.encode(_TOOLS)},"tool_choice":{_JSON.encode(_TOOL_CHOICE)}}}}}'
 
 
 def _not_worth_a_request(repo: RepoSettings, fitted: FittedDiff) -> str | None:
@@ -151,30 +217,45 @@ def _listed(fitted: FittedDiff) -> str:
 def result_row(settings: Settings, batch_id: int | None, job: ReviewJob, line: ResultLine, *, now: datetime,
                batch: bool = True) -> Result:
     """The stored row of one result line, priced from its usage (batch or standard price)."""
-    row = Result(batch_id=batch_id, job_id=job.id, custom_id=line.custom_id, result_type=line.type,
-                 is_batch=batch, model=line.model or job.model, stop_reason=line.stop_reason, text=line.text,
-                 content_json=line.content_json, error_type=line.error_type, error_message=line.error_message,
-                 created_at=now)
+    return Result(**result_values(settings, batch_id, job.id, job.model, line, now=now, batch=batch))
+
+
+def result_values(settings: Settings, batch_id: int | None, job_id: int, job_model: str | None, line: ResultLine,
+                  *, now: datetime, batch: bool = True) -> dict[str, Any]:
+    """The columns of `result_row` (every one, so that rows of a chunk go in one executemany INSERT)."""
+    model = line.model or job_model
+    values: dict[str, Any] = {
+        "batch_id": batch_id, "job_id": job_id, "custom_id": line.custom_id, "result_type": line.type,
+        "is_batch": batch, "model": model, "stop_reason": line.stop_reason, "text": line.text,
+        "content_json": line.content_json, "error_type": line.error_type, "error_message": line.error_message,
+        "created_at": now, **_UNBILLED}
     if line.type == ResultType.SUCCEEDED and line.usage is not None:
-        _price(settings, row, job, line, batch)
-    return row
+        values.update(_price(settings, model, job_id, job_model, line.usage, batch))
+    return values
 
 
-def _price(settings: Settings, row: Result, job: ReviewJob, line: ResultLine, batch: bool) -> None:
-    usage = line.usage
-    assert usage is not None
-    row.input_tokens, row.output_tokens = usage.input_tokens, usage.output_tokens
-    row.cache_creation_input_tokens = usage.cache_creation_input_tokens
-    row.cache_read_input_tokens = usage.cache_read_input_tokens
-    row.cache_creation_5m_tokens = usage.cache_creation_5m_tokens
-    row.cache_creation_1h_tokens = usage.cache_creation_1h_tokens
-    price = settings.prices.models.get(row.model or "") or settings.prices.models.get(job.model or "")
+_UNBILLED: dict[str, int | None] = {
+    "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+    "cache_creation_5m_tokens": None, "cache_creation_1h_tokens": None,
+    "cost_micro_usd": 0, "standard_cost_micro_usd": 0, "cache_saved_micro_usd": 0}
+
+
+def _price(settings: Settings, model: str | None, job_id: int, job_model: str | None, usage: Usage,
+           batch: bool) -> dict[str, int | None]:
+    """The usage and cost columns of a succeeded line (its tokens alone when its model has no price)."""
+    tokens: dict[str, int | None] = {
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "cache_creation_5m_tokens": usage.cache_creation_5m_tokens,
+        "cache_creation_1h_tokens": usage.cache_creation_1h_tokens}
+    price = settings.prices.models.get(model or "") or settings.prices.models.get(job_model or "")
     if price is None:
-        log.error("no price for model %r: result of job %s recorded without cost", row.model, job.id)
-        return
+        log.error("no price for model %r: result of job %s recorded without cost", model, job_id)
+        return tokens
     cost = cost_of(usage, price, batch=batch)
-    row.cost_micro_usd, row.standard_cost_micro_usd = cost.charged_micro_usd, cost.standard_micro_usd
-    row.cache_saved_micro_usd = cost.cache_saved_micro_usd
+    return {**tokens, "cost_micro_usd": cost.charged_micro_usd, "standard_cost_micro_usd": cost.standard_micro_usd,
+            "cache_saved_micro_usd": cost.cache_saved_micro_usd}
 
 
 def latest_result(session: Session, job_id: int) -> Result | None:
@@ -187,6 +268,12 @@ def latest_result(session: Session, job_id: int) -> Result | None:
 def jobs_of_batch(session: Session, batch_id: int, state: State) -> Sequence[ReviewJob]:
     return session.scalars(select(ReviewJob).where(
         ReviewJob.batch_id == batch_id, ReviewJob.state == state.value).order_by(ReviewJob.id)).all()
+
+
+def job_ids_of_batch(session: Session, batch_id: int, state: State) -> list[int]:
+    """The ids alone (a batch holds up to 100,000 jobs: never load them whole as rows)."""
+    return list(session.scalars(select(ReviewJob.id).where(
+        ReviewJob.batch_id == batch_id, ReviewJob.state == state.value).order_by(ReviewJob.id)))
 
 
 # --- an operator's cancel -------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from sqlalchemy import select
 from reviewer.batches import BatchStatus
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError
-from reviewer.jobs import jobs_of_batch
+from reviewer.jobs import job_ids_of_batch
 from reviewer.models import Batch
-from reviewer.queue import BatchState, State, set_batch_state, transition
+from reviewer.queue import REVIEW_JOBS, BatchState, State, set_batch_state, transition_many
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
 
@@ -54,18 +54,18 @@ def record_submitted(rt: Runtime, batch_row_id: int, anthropic_id: str, *, adopt
     with transaction(rt.sessions) as session:
         set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.SUBMITTED, anthropic_id=anthropic_id,
                         submitted_at=now, processing_status="in_progress", adopted=adopted)
-        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
-            transition(session, job.id, State.SUBMITTING, State.SUBMITTED, now=now, actor=rt.actor,
-                       reason=f"in batch {anthropic_id} ({how})", attempts=job.attempts + 1)
+        transition_many(session, job_ids_of_batch(session, batch_row_id, State.SUBMITTING), State.SUBMITTING,
+                        State.SUBMITTED, now=now, actor=rt.actor, reason=f"in batch {anthropic_id} ({how})",
+                        attempts=REVIEW_JOBS.c.attempts + 1)
 
 
 def abandon(rt: Runtime, batch_row_id: int, why: str) -> None:
     now = rt.clock()
     with transaction(rt.sessions) as session:
         set_batch_state(session, batch_row_id, BatchState.CREATING, BatchState.ABANDONED, error=why)
-        for job in jobs_of_batch(session, batch_row_id, State.SUBMITTING):
-            transition(session, job.id, State.SUBMITTING, State.QUEUED, now=now, actor=rt.actor,
-                       reason=f"batch was not created ({why}); queued again", batch_id=None)
+        transition_many(session, job_ids_of_batch(session, batch_row_id, State.SUBMITTING), State.SUBMITTING,
+                        State.QUEUED, now=now, actor=rt.actor, reason=f"batch was not created ({why}); queued again",
+                        batch_id=None)
 
 
 def settle_interrupted(rt: Runtime, report: StageReport) -> None:

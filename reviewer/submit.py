@@ -8,45 +8,91 @@ at the next submission, under the submit lock (settle.py): the batch is adopted 
 job is submitted twice), else the jobs go back to the queue (no job is lost). A failed create stops this
 run's submission; what is already answered is still polled and posted.
 
-Limits: at most 100,000 requests and 256 MB per batch; a larger queue becomes several batches.
+Limits: at most 100,000 requests and 250,000,000 bytes per batch (the API's 256 MB read as decimal, less
+a margin); a larger queue becomes several batches, each filled up to a limit.
+
+Flow, in constant memory: the queue is read a chunk (CLAIM_CHUNK jobs, fewer past CLAIM_BYTES of diffs)
+at a time; a chunk is prepared outside any transaction (repository rules worked out once per run, trim,
+render, JSON: `RequestBuilder`), then claimed in one short transaction (the budget gate, one guarded
+UPDATE per 500 ids, one executemany of the per-job columns; the batch row in `creating` with the first
+chunk), and its requests are appended to the batch's create body, spooled to a temporary file
+(spool.py). The create streams that file. A chunk that would overflow the batch is split: what fits
+completes it, the batch is created, the rest starts the next one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from reviewer.budget import BudgetGate
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ConcurrentTransition, ConfigError, TemplateError
-from reviewer.jobs import Prepared, prepare_request
+from reviewer.jobs import Prepared, RequestBuilder, request_json
 from reviewer.locks import exclusive
 from reviewer.models import Batch, ReviewJob, repo_state
-from reviewer.queue import BATCHES_IN_FLIGHT, State, hold, iter_claimable, lease, new_batch, transition
+from reviewer.queue import (
+    BATCHES,
+    BATCHES_IN_FLIGHT,
+    REVIEW_JOBS,
+    State,
+    hold,
+    iter_claimable,
+    lease,
+    new_batch,
+    transition,
+    transition_many,
+)
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
 from reviewer.settle import abandon, create_outcome, record_submitted, settle_ambiguous, settle_interrupted
+from reviewer.spool import RequestSpool
 
 log = logging.getLogger("reviewer.submit")
 MAX_BATCH_REQUESTS = 100_000
-MAX_BATCH_BYTES = 256 * 1024 * 1024 - 1024 * 1024  # leave room for the envelope
+MAX_BATCH_BYTES = 250_000_000  # the API's 256 MB as decimal bytes (the stricter reading), less a margin
 CLAIM_CHUNK = 1000
+CLAIM_BYTES = 16 * 1024 * 1024  # of diffs per chunk: what is prepared before it is claimed
+# the columns each claimed job gets of its own, once it is ours (bind names must differ from the columns)
+_JOB_COLUMNS = (update(REVIEW_JOBS).where(REVIEW_JOBS.c.id == bindparam("b_id"))
+                .values(model=bindparam("b_model"), omitted=bindparam("b_omitted"),
+                        reserved_micro_usd=bindparam("b_reserved")))
 
 
 class _CreateFailed(Exception):
     """A create failed (and was settled): this run sends no further batch."""
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A prepared job: its request as it goes into the body, and what is recorded about it (the request's
+    dicts are not kept: the JSON is the only copy of the prompt held until the chunk is claimed)."""
+
+    job_id: int
+    repository: str
+    model: str
+    omitted: str
+    reserved: int
+    entry: bytes
+
+    @classmethod
+    def of(cls, job_id: int, prepared: Prepared) -> _Ready:
+        return cls(job_id, prepared.repository, prepared.model, prepared.omitted, prepared.reserved,
+                   request_json(prepared))
+
+
 @dataclass
-class _Pending:
-    jobs: list[tuple[int, Prepared]] = field(default_factory=list)
-    size: int = 0
-    capacity: int = MAX_BATCH_REQUESTS  # what the organisation's batch queue still takes
+class _Batch:
+    """The batch being filled: its row (written with its first claim) and its spooled body."""
+
+    row_id: int | None = None
+    spool: RequestSpool = field(default_factory=RequestSpool)
+    warnings: list[str] = field(default_factory=list)  # of its last budget gate: committed only grows
 
 
 def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None) -> StageReport:
@@ -63,17 +109,33 @@ def submit_queued(rt: Runtime, repositories: Iterable[str] | None = None) -> Sta
 
 
 def _submit_locked(rt: Runtime, names: list[str], report: StageReport) -> None:
-    pending = _Pending(capacity=_queue_capacity(rt))
+    run = _Submission(rt, report)
     try:
-        for job in iter_claimable(rt.sessions, State.QUEUED, clock=rt.clock, repositories=names, chunk=CLAIM_CHUNK):
-            pending = _add_job(rt, job, pending, report)
-        if pending.jobs:
-            _send(rt, pending, report)
+        for chunk in _chunks(iter_claimable(rt.sessions, State.QUEUED, clock=rt.clock, repositories=names,
+                                            chunk=CLAIM_CHUNK)):
+            run.add(chunk)
+        run.send()
     except _CreateFailed:
         return  # the jobs not sent stay queued for the next submission
+    finally:
+        run.close()
     with transaction(rt.sessions) as session:
         for name in names:
             repo_state(session, name).last_submitted_at = rt.clock()
+
+
+def _chunks(jobs: Iterator[ReviewJob]) -> Iterator[list[ReviewJob]]:
+    """The jobs in chunks of CLAIM_CHUNK, or fewer when their diffs pass CLAIM_BYTES (large reviews)."""
+    chunk: list[ReviewJob] = []
+    size = 0
+    for job in jobs:
+        chunk.append(job)
+        size += len(job.review_diff or job.diff)
+        if len(chunk) >= CLAIM_CHUNK or size >= CLAIM_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _queue_capacity(rt: Runtime) -> int:
@@ -84,58 +146,145 @@ def _queue_capacity(rt: Runtime) -> int:
     return max(rt.settings.anthropic.max_queued_requests - int(held), 0)
 
 
-def _add_job(rt: Runtime, job: ReviewJob, pending: _Pending, report: StageReport) -> _Pending:
-    try:
-        prepared = prepare_request(job, rt.settings, rt.custom_id_prefix)
-    except (TemplateError, ConfigError) as exc:
-        report.error(f"{job.repository}#{job.pr_number}: {exc.message}; the job stays queued")
-        return pending
-    if isinstance(prepared, str):
-        _skip(rt, job, prepared, report)
-        return pending
-    if pending.capacity <= len(pending.jobs):
-        report.add(Count.WAITING_FOR_QUEUE_ROOM)
-        return pending
-    size = len(json.dumps(prepared.request))
-    if pending.jobs and (len(pending.jobs) >= MAX_BATCH_REQUESTS or pending.size + size > MAX_BATCH_BYTES):
-        capacity = pending.capacity - _send(rt, pending, report)
-        pending = _Pending(capacity=capacity)
-    pending.jobs.append((job.id, prepared))
-    pending.size += size
-    return pending
+class _Submission:
+    """One run's batches, filled a chunk of jobs at a time."""
+
+    def __init__(self, rt: Runtime, report: StageReport) -> None:
+        self.rt, self.report = rt, report
+        self.builder = RequestBuilder(rt.settings, rt.custom_id_prefix)
+        self.room = _queue_capacity(rt)  # requests the organisation's batch queue still takes
+        self.batch = _Batch()
+
+    def add(self, jobs: Sequence[ReviewJob]) -> None:
+        ready = self._within_room(self._prepare(jobs))
+        while ready:
+            fitting = self._fitting(ready)
+            self._claim(ready[:fitting])
+            ready = ready[fitting:]
+            if ready:  # the batch is full: the rest goes into the next one
+                self.send()
+
+    def send(self) -> None:
+        """Create the batch being filled (if it holds anything) and start the next one."""
+        batch, self.batch = self.batch, _Batch()
+        try:
+            for line in batch.warnings:
+                self.report.note(line)
+                log.warning("%s", line)
+            if batch.row_id is not None:
+                self.room -= _create(self.rt, batch.row_id, batch.spool, self.report)
+        finally:
+            batch.spool.close()
+
+    def close(self) -> None:
+        self.batch.spool.close()
+
+    def _prepare(self, jobs: Sequence[ReviewJob]) -> list[_Ready]:
+        """The chunk's requests, outside any transaction; a job not worth a request is skipped."""
+        ready: list[_Ready] = []
+        skips: list[tuple[ReviewJob, str]] = []
+        for job in jobs:
+            try:
+                prepared = self.builder.prepare(job)
+            except (TemplateError, ConfigError) as exc:
+                self.report.error(f"{job.repository}#{job.pr_number}: {exc.message}; the job stays queued")
+                continue
+            if isinstance(prepared, str):
+                skips.append((job, prepared))
+            else:
+                ready.append(_Ready.of(job.id, prepared))
+        if skips:
+            _skip(self.rt, skips, self.report)
+        return ready
+
+    def _within_room(self, ready: list[_Ready]) -> list[_Ready]:
+        """What the batch queue still takes of `ready` (the rest waits, queued)."""
+        room = max(self.room - self.batch.spool.count, 0)
+        if len(ready) > room:
+            self.report.add(Count.WAITING_FOR_QUEUE_ROOM, len(ready) - room)
+        return ready[:room]
+
+    def _fitting(self, ready: Sequence[_Ready]) -> int:
+        """How many of `ready` (from the first) the batch still takes; an empty batch takes its first
+        request whatever its size."""
+        spool, total = self.batch.spool, 0
+        for n, item in enumerate(ready):
+            total += len(item.entry)
+            if spool.count + n + 1 > MAX_BATCH_REQUESTS or spool.size_with(n + 1, total) > MAX_BATCH_BYTES:
+                return n if n or spool.count else 1
+        return len(ready)
+
+    def _claim(self, ready: Sequence[_Ready]) -> None:
+        """Move `ready` into the batch (its row made with the first of them) in one transaction, then
+        append the requests of those that are now ours to its body."""
+        if not ready:
+            return
+        now = self.rt.clock()
+        with transaction(self.rt.sessions) as session:
+            gate = BudgetGate.open(session, self.rt.settings, {r.repository for r in ready}, now)
+            made, row_id = None, self.batch.row_id
+            if row_id is None:
+                made = new_batch(session, owner=self.rt.actor, now=now, custom_id_prefix=self.rt.custom_id_prefix)
+                row_id = made.id
+            mine = _claim(self.rt, session, row_id, ready, gate, self.report)
+            if mine:
+                session.execute(update(BATCHES).where(BATCHES.c.id == row_id)
+                                .values(request_count=BATCHES.c.request_count + len(mine)))
+            elif made is not None:
+                session.delete(made)  # nothing to send: leave no empty batch behind
+        if mine:
+            self.batch.row_id = row_id
+        self.batch.warnings = gate.check_warnings()
+        for item in mine:
+            self.batch.spool.add(item.entry)
 
 
-def _skip(rt: Runtime, job: ReviewJob, reason: str, report: StageReport) -> None:
-    try:
-        with transaction(rt.sessions) as session:
-            transition(session, job.id, State.QUEUED, State.SKIPPED, now=rt.clock(), actor=rt.actor, reason=reason)
-    except ConcurrentTransition:
-        return  # another submitter took it
-    report.add(Count.SKIPPED)
-    report.note(f"{job.repository}#{job.pr_number} skipped: {reason}")
-
-
-def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
-    """Create one batch from `pending`; returns how many requests it holds."""
-    now = rt.clock()
+def _skip(rt: Runtime, skips: Sequence[tuple[ReviewJob, str]], report: StageReport) -> None:
+    """Skip a chunk's jobs that are not worth a request, one guarded UPDATE per reason."""
+    by_reason: defaultdict[str, list[int]] = defaultdict(list)
+    for job, reason in skips:
+        by_reason[reason].append(job.id)
     with transaction(rt.sessions) as session:
-        gate = BudgetGate.open(session, rt.settings, {p.repository for _, p in pending.jobs}, now)
-        batch = new_batch(session, owner=rt.actor, now=now, custom_id_prefix=rt.custom_id_prefix)
-        claimed = _claim(rt, session, batch.id, pending, gate, report)
-        batch.request_count = len(claimed)
-        batch_row_id = batch.id
-        if not claimed:
-            session.delete(batch)  # nothing to send: leave no empty batch behind
-    for line in gate.check_warnings():
-        report.note(line)
-        log.warning("%s", line)
-    requests = [p.request for job_id, p in pending.jobs if job_id in claimed]
-    if not requests:
-        return 0
+        moved = set().union(*(transition_many(session, ids, State.QUEUED, State.SKIPPED, now=rt.clock(),
+                                              actor=rt.actor, reason=reason) for reason, ids in by_reason.items()))
+    for job, reason in skips:
+        if job.id in moved:  # else another submitter took it
+            report.add(Count.SKIPPED)
+            report.note(f"{job.repository}#{job.pr_number} skipped: {reason}")
+
+
+def _claim(rt: Runtime, session: Session, batch_id: int, ready: Sequence[_Ready], gate: BudgetGate,
+           report: StageReport) -> list[_Ready]:
+    """The jobs of `ready` admitted by the budgets and moved to `submitting` in batch `batch_id`, with
+    their own columns written; the others are held for budget, skipped, or were taken by another."""
+    admitted = []
+    for item in ready:
+        refused = gate.admit(item.repository, item.reserved)
+        if refused is None:
+            admitted.append(item)
+        else:
+            _over_budget(rt, session, item.job_id, refused, report)
+    now = rt.clock()
+    moved = transition_many(session, [r.job_id for r in admitted], State.QUEUED, State.SUBMITTING, now=now,
+                            actor=rt.actor, lease_until=lease(now, rt.settings.intervals.lease_seconds),
+                            batch_id=batch_id, reason=f"being submitted in local batch {batch_id}")
+    mine = [r for r in admitted if r.job_id in moved]
+    for item in admitted:
+        if item.job_id not in moved:
+            gate.release(item.repository, item.reserved)  # another submitter took it
+    if mine:
+        session.execute(_JOB_COLUMNS, [{"b_id": r.job_id, "b_model": r.model, "b_omitted": r.omitted,
+                                        "b_reserved": r.reserved} for r in mine])
+    return mine
+
+
+def _create(rt: Runtime, batch_row_id: int, spool: RequestSpool, report: StageReport) -> int:
+    """Create the batch of row `batch_row_id` from its spooled body; returns how many requests it holds."""
+    size = spool.count
     try:
-        anthropic_id = rt.batches.create(requests).id
+        anthropic_id = rt.batches.create(spool.body()).id
     except AnthropicError as exc:
-        adopted = _create_failed(rt, batch_row_id, len(requests), exc, report)
+        adopted = _create_failed(rt, batch_row_id, size, exc, report)
         if adopted is None and (exc.status in (401, 403) or exc.status is None):
             raise  # a wrong key or an unreachable API is the same for every batch: stop with one line
         if adopted is None:
@@ -143,10 +292,10 @@ def _send(rt: Runtime, pending: _Pending, report: StageReport) -> int:
         anthropic_id = adopted
     else:
         record_submitted(rt, batch_row_id, anthropic_id)
-    report.add(Count.SUBMITTED, len(requests))
+    report.add(Count.SUBMITTED, size)
     report.add(Count.BATCHES)
-    report.note(f"batch {anthropic_id}: {len(requests)} requests")
-    return len(requests)
+    report.note(f"batch {anthropic_id}: {size} requests")
+    return size
 
 
 def _create_failed(rt: Runtime, batch_row_id: int, size: int, exc: AnthropicError,
@@ -167,26 +316,6 @@ def _create_failed(rt: Runtime, batch_row_id: int, size: int, exc: AnthropicErro
     else:
         report.error(f"batch of {size} requests not submitted: {exc.message}; its jobs are queued again")
     return None
-
-
-def _claim(rt: Runtime, session: Session, batch_id: int, pending: _Pending, gate: BudgetGate,
-           report: StageReport) -> set[int]:
-    claimed: set[int] = set()
-    until = lease(rt.clock(), rt.settings.intervals.lease_seconds)
-    for job_id, prepared in pending.jobs:
-        refused = gate.admit(prepared.repository, prepared.reserved)
-        if refused is not None:
-            _over_budget(rt, session, job_id, refused, report)
-            continue
-        try:
-            transition(session, job_id, State.QUEUED, State.SUBMITTING, now=rt.clock(), actor=rt.actor,
-                       lease_until=until, batch_id=batch_id, reason=f"being submitted in local batch {batch_id}",
-                       model=prepared.model, omitted=prepared.omitted, reserved_micro_usd=prepared.reserved)
-        except ConcurrentTransition:
-            gate.release(prepared.repository, prepared.reserved)  # another submitter took it
-            continue
-        claimed.add(job_id)
-    return claimed
 
 
 def _over_budget(rt: Runtime, session: Session, job_id: int, why: str, report: StageReport) -> None:

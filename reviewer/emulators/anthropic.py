@@ -66,7 +66,7 @@ CACHE_MIN_TOKENS_OTHERS = 1024
 CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 MAX_BREAKPOINTS = 4
 MAX_REQUESTS = 100_000
-MAX_BATCH_BYTES = 256 * 1024 * 1024
+MAX_BATCH_BYTES = 256_000_000  # "256 MB" in the docs, units unstated: the stricter (decimal) reading
 BATCH_WINDOW = timedelta(hours=24)
 RESULTS_RETENTION = timedelta(days=29)
 CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")

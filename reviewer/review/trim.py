@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pathspec import GitIgnoreSpec
 from pathspec.pattern import RegexPattern
 from unidiff.errors import UnidiffParseError
-from unidiff.patch import PatchSet
+from unidiff.patch import PatchedFile, PatchSet
 
 from reviewer.review.paths import strip_side, unquote
 
@@ -72,6 +72,9 @@ class FittedDiff:
     tokens: int  # estimated tokens of `diff`
     ignored_tokens: int  # tokens saved by ignore patterns
     over_hard_limit: bool  # the reviewable (not ignored, not binary) files are too big to review: skip
+    # `diff` as parsed while fitting (the kept files, in order; empty when `diff` was not split into files),
+    # so that `diffs.number_files` need not parse it again
+    parsed: tuple[PatchedFile, ...] = field(default=(), compare=False, repr=False)
 
 
 # --- token estimate --------------------------------------------------------------------------------
@@ -106,15 +109,23 @@ def parse_ignore(patterns: Sequence[str]) -> GitIgnoreSpec:
     return _compile(tuple(patterns)).spec
 
 
+def compile_ignores(patterns: Sequence[str]) -> Ignores:
+    """`patterns` compiled once, for a caller that fits many diffs with the same patterns (the jobs of
+    one repository); ValueError as in `parse_ignore`."""
+    return _compile(tuple(patterns))
+
+
 @dataclass(frozen=True)
-class _Ignores:
+class Ignores:
+    """Ignore patterns, compiled."""
+
     spec: GitIgnoreSpec
     sources: tuple[str, ...]  # index for index, the text each of spec's patterns came from
     any_match: re.Pattern[str] | None  # matches a path iff at least one pattern does
 
 
 @lru_cache(maxsize=64)
-def _compile(patterns: tuple[str, ...]) -> _Ignores:
+def _compile(patterns: tuple[str, ...]) -> Ignores:
     compiled, sources = [], []
     for text in patterns:
         if not text.strip() or text.startswith("#"):
@@ -127,7 +138,7 @@ def _compile(patterns: tuple[str, ...]) -> _Ignores:
             raise ValueError(f"ignore pattern {text!r} can never match (an unclosed '[' or a bare '/'?)")
         compiled.append(pattern)
         sources.append(text)
-    return _Ignores(GitIgnoreSpec(compiled), tuple(sources), _any_match(compiled))
+    return Ignores(GitIgnoreSpec(compiled), tuple(sources), _any_match(compiled))
 
 
 def _any_match(patterns: Sequence[RegexPattern]) -> re.Pattern[str] | None:
@@ -273,11 +284,12 @@ class _Candidate:
     tokens: int
 
 
-def fit_diff(diff: str, *, ignore: Sequence[str] = DEFAULT_IGNORES, budget_tokens: int,
+def fit_diff(diff: str, *, ignore: Sequence[str] | Ignores = DEFAULT_IGNORES, budget_tokens: int,
              hard_limit_tokens: int | None = None, count: Callable[[str], int] = estimate_tokens) -> FittedDiff:
     """The part of `diff` to send for review: ignored and binary files out, then whole files by relevance
-    while they fit `budget_tokens`. Raises ValueError for a bad ignore pattern."""
-    ignores = _compile(tuple(ignore))
+    while they fit `budget_tokens`. `ignore` is patterns or `compile_ignores` of them. Raises ValueError
+    for a bad ignore pattern."""
+    ignores = ignore if isinstance(ignore, Ignores) else _compile(tuple(ignore))
     files = _split(diff)
     if files is None:  # not a diff we can read: the model still gets to see it
         tokens = count(diff)
@@ -293,7 +305,7 @@ def fit_diff(diff: str, *, ignore: Sequence[str] = DEFAULT_IGNORES, budget_token
         else:
             candidates.append(_Candidate(index, f, count(f.text)))
     ignored_tokens = sum(o.tokens for o in omitted.values())  # binary files count 0
-    left_out = _select(candidates, budget_tokens)
+    left_out, parsed = _select(candidates, budget_tokens)
     chosen = [c for c in candidates if c.index not in left_out]
     omitted.update((c.index, Omitted(c.file.path, left_out[c.index], c.tokens)) for c in candidates
                    if c.index in left_out)
@@ -305,10 +317,11 @@ def fit_diff(diff: str, *, ignore: Sequence[str] = DEFAULT_IGNORES, budget_token
         tokens=sum(c.tokens for c in chosen),
         ignored_tokens=ignored_tokens,
         over_hard_limit=hard_limit_tokens is not None and reviewable > hard_limit_tokens,
+        parsed=tuple(f for c in chosen for f in parsed[c.index]),
     )
 
 
-def _ignored_by(ignores: _Ignores, f: _File) -> str | None:
+def _ignored_by(ignores: Ignores, f: _File) -> str | None:
     """The reason a file is ignored, or None. The new path decides when a pattern matches it (so
     `!keep.lock` re-includes); otherwise a rename is ignored when its old path is."""
     for name, where in ((f.path, ""), (f.old_path, f" on its old path {f.old_path}")):
@@ -328,26 +341,28 @@ def _binary_reason(path: str) -> str:
     return "binary file" if relevance(path) == OTHER else "no patch from GitHub (too large or binary)"
 
 
-def _select(candidates: Sequence[_Candidate], budget_tokens: int) -> dict[int, str]:
+def _select(candidates: Sequence[_Candidate], budget_tokens: int) -> tuple[dict[int, str], dict[int, PatchSet]]:
     """Greedy by relevance, the biggest change in the most relevant class first; returns index -> reason
-    for the files left out. A file that does not fit is passed over, so smaller files after it still get
-    in. Only files that fit are parsed in full, which keeps this linear in the budget, not the diff."""
+    for the files left out, and index -> parse for the files kept. A file that does not fit is passed
+    over, so smaller files after it still get in. Only files that fit are parsed in full, which keeps
+    this linear in the budget, not the diff."""
     ranked = sorted(candidates, key=lambda c: (relevance(c.file.path), -c.file.changed, c.file.path))
     left_out: dict[int, str] = {}
+    parsed: dict[int, PatchSet] = {}
     total = 0
     for c in ranked:
         if total + c.tokens > budget_tokens:
             left_out[c.index] = f"left out: over the token budget ({c.tokens:,} tokens)"
-        elif not _parses(c.file.text):  # a broken hunk would make the whole kept diff unreadable
+        elif (patch := _parsed(c.file.text)) is None:  # a broken hunk would make the whole kept diff unreadable
             left_out[c.index] = "left out: its diff could not be parsed"
         else:
+            parsed[c.index] = patch
             total += c.tokens
-    return left_out
+    return left_out, parsed
 
 
-def _parses(text: str) -> bool:
+def _parsed(text: str) -> PatchSet | None:
     try:
-        PatchSet(text)
+        return PatchSet(text)
     except UnidiffParseError:
-        return False
-    return True
+        return None
