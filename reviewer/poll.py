@@ -18,31 +18,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, String, Table, cast, insert, literal, select
 from sqlalchemy.orm import Session
 
 from reviewer.batches import BatchStatus, ResultLine
 from reviewer.config import Settings
 from reviewer.db import transaction
 from reviewer.errors import AnthropicError, ConfigError
-from reviewer.jobs import (
-    LEGACY_PREFIX,
-    canceled_by_operator,
-    job_id_from,
-    jobs_of_batch,
-    requeue_canceled,
-    result_row,
-)
+from reviewer.jobs import LEGACY_PREFIX, job_id_from, result_values
 from reviewer.locks import exclusive
 from reviewer.models import Batch, Result, ResultType, ReviewJob
-from reviewer.queue import BatchState, State, set_batch_state, transition
+from reviewer.queue import REVIEW_JOBS, BatchState, State, set_batch_state, transition_many
 from reviewer.report import Count, StageReport
 from reviewer.runtime import Runtime
 
 log = logging.getLogger("reviewer.poll")
-RESULTS_CHUNK = 500
+RESULTS: Table = Result.__table__  # type: ignore[assignment]  # Core inserts: no ORM bulk machinery per row
+RESULTS_CHUNK = 1000  # result lines per transaction: a few statements each, whatever its size
 NOT_FOUND_GRACE = timedelta(minutes=10)  # a just-created batch can answer 404 for a moment
 
 
@@ -128,10 +124,10 @@ def _disown(rt: Runtime, batch: Batch, sample: str, report: StageReport) -> None
     with transaction(rt.sessions) as session:
         set_batch_state(session, batch.id, BatchState.SUBMITTED, BatchState.FOREIGN, processed_at=rt.clock(),
                         error=why)
-        for job in jobs_of_batch(session, batch.id, State.SUBMITTED):
-            transition(session, job.id, State.SUBMITTED, State.QUEUED, now=rt.clock(), actor=rt.actor,
-                       attempts=max(job.attempts - 1, 0), batch_id=None,
-                       reason=f"{why}; queued again (the attempt is not counted)")
+        for jobs in _submitted_jobs(session, batch.id):
+            moves = [(_Move(State.QUEUED, f"{why}; queued again (the attempt is not counted)",
+                            attempts=max(job.attempts - 1, 0), leaves_batch=True), job) for job in jobs]
+            _move(rt, session, moves)
     report.error(f"{why}: the adoption is dropped and its {batch.request_count} jobs are queued again")
 
 
@@ -150,68 +146,161 @@ class _ForeignBatch(Exception):
     """An adopted batch holds another deployment's requests: it was never this database's."""
 
 
+@dataclass(frozen=True)
+class _Job:
+    """The columns of a job that storing its result needs (never its diff or prompt)."""
+
+    id: int
+    batch_id: int | None
+    state: str
+    attempts: int
+    repository: str
+    model: str | None
+
+
+_JOB_COLUMNS = (ReviewJob.id, ReviewJob.batch_id, ReviewJob.state, ReviewJob.attempts, ReviewJob.repository,
+                ReviewJob.model)
+
+
+@dataclass(frozen=True)
+class _Move:
+    """Where a result sends its job, and why; moves that are equal go in one guarded UPDATE."""
+
+    target: State
+    reason: str
+    attempts: int | None = None  # written too: an attempt given back
+    leaves_batch: bool = False  # a disowned job: the batch was never its own
+    answer_of: tuple[int, str] | None = None  # an answer: its text is in its result row of (batch, prefix)
+
+    def values(self) -> dict[str, Any]:
+        written: dict[str, Any] = {} if self.attempts is None else {"attempts": self.attempts}
+        if self.leaves_batch:
+            written["batch_id"] = None
+        if self.answer_of is not None:  # in the same UPDATE as the state: one new row version per job
+            written["review_text"] = _stored_text(*self.answer_of)
+        return written
+
+
+def _stored_text(batch_id: int, prefix: str) -> ScalarSelect[str | None]:
+    """The text of the job's result row in `batch_id`, correlated with the UPDATE of the job: found by its
+    custom_id (`<prefix>-<job id>`) through the unique index on (batch_id, custom_id), so one row at most,
+    and looked up by index whatever the planner believes about the tables' sizes."""
+    custom = literal(f"{prefix}-") + cast(REVIEW_JOBS.c.id, String)
+    return (select(RESULTS.c.text).where(RESULTS.c.batch_id == batch_id, RESULTS.c.custom_id == custom)
+            .scalar_subquery())
+
+
 def _store_chunk(rt: Runtime, session: Session, batch_id: int, lines: list[ResultLine],
                  report: StageReport) -> None:
-    """Store a chunk of result lines: three reads for the whole chunk, one guarded UPDATE per job, and
-    the inserts sent together at commit (no autoflush per line). A line whose custom_id is not this
-    deployment's is never stored or applied; in an adopted batch it means the adoption was wrong."""
+    """Store a chunk of result lines in a few statements whatever its size: at most three reads (the batch,
+    the jobs' columns, the lines already stored), one executemany INSERT of the new Result rows, then one guarded
+    UPDATE (`transition_many`) per distinct move, which also copies an answer's text from its stored row.
+    A line whose custom_id is not this deployment's is never stored or applied; in an adopted batch it
+    means the adoption was wrong."""
     batch = session.get_one(Batch, batch_id)
     prefix = batch.custom_id_prefix or LEGACY_PREFIX
     ids = {line.custom_id: job_id_from(line.custom_id, prefix) for line in lines}
     foreign = [custom for custom, job_id in ids.items() if job_id is None]
     if foreign and batch.adopted:
         raise _ForeignBatch(foreign[0])
-    wanted = [i for i in ids.values() if i is not None]
-    jobs = {j.id: j for j in session.scalars(select(ReviewJob).where(ReviewJob.id.in_(wanted)))}
-    stored = set(session.scalars(select(Result.custom_id).where(
-        Result.batch_id == batch_id, Result.custom_id.in_(list(ids)))))
-    with session.no_autoflush:
-        for line in lines:
-            if ids[line.custom_id] is None:
-                log.warning("batch row %s: result %r is not this deployment's; ignored", batch_id, line.custom_id)
-                report.add(Count.FOREIGN_RESULTS)
-                continue
-            job = jobs.get(ids[line.custom_id] or 0)
-            if job is None or job.batch_id != batch_id:
-                log.warning("batch row %s: result for unknown custom_id %r ignored", batch_id, line.custom_id)
-                report.add(Count.UNKNOWN_RESULTS)
-                continue
-            if line.custom_id in stored:
-                continue  # stored by an earlier, interrupted pass
-            stored.add(line.custom_id)
-            session.add(result_row(rt.settings, batch_id, job, line, now=rt.clock()))
-            report.add(Count.results(line.type))
-            if job.state == State.SUBMITTED.value:
-                _apply(rt, session, job, line)
-
-
-def _apply(rt: Runtime, session: Session, job: ReviewJob, line: ResultLine) -> None:
+    jobs = _jobs(session, [i for i in ids.values() if i is not None])
+    stored = _stored(session, batch_id, [custom for custom, job_id in ids.items()
+                                         if job_id in jobs and jobs[job_id].state != State.SUBMITTED.value])
+    fresh = [(line, job) for line in lines if (job := _fresh(batch_id, line, ids, jobs, stored, report))]
+    if not fresh:
+        return
     now = rt.clock()
+    session.execute(insert(RESULTS), [result_values(rt.settings, batch_id, job.id, job.model, line, now=now)
+                                     for line, job in fresh])
+    of = _Of(batch_id, prefix, batch.cancel_requested_at is not None)
+    _move(rt, session, [(_decide(rt, line, job, of), job) for line, job in fresh
+                        if job.state == State.SUBMITTED.value])
+
+
+def _jobs(session: Session, job_ids: list[int]) -> dict[int, _Job]:
+    if not job_ids:
+        return {}
+    return {row[0]: _Job(*row) for row in session.execute(select(*_JOB_COLUMNS).where(ReviewJob.id.in_(job_ids)))}
+
+
+def _stored(session: Session, batch_id: int, customs: list[str]) -> set[str]:
+    """Which of `customs` the batch has stored already. Only lines of jobs that left `submitted` are asked
+    about: a line is stored in the same transaction that moves its job, so a job still submitted has none
+    (and the first pass over a batch reads nothing here, where a plan made while `results` was small
+    would scan every row stored so far, for every chunk)."""
+    if not customs:
+        return set()
+    return set(session.scalars(select(Result.custom_id).where(Result.batch_id == batch_id,
+                                                              Result.custom_id.in_(customs))))
+
+
+def _fresh(batch_id: int, line: ResultLine, ids: dict[str, int | None], jobs: dict[int, _Job], stored: set[str],
+           report: StageReport) -> _Job | None:
+    """The job of a line to store, or None: not this deployment's, not of this batch, or already stored."""
+    job_id = ids[line.custom_id]
+    if job_id is None:
+        log.warning("batch row %s: result %r is not this deployment's; ignored", batch_id, line.custom_id)
+        report.add(Count.FOREIGN_RESULTS)
+        return None
+    job = jobs.get(job_id)
+    if job is None or job.batch_id != batch_id:
+        log.warning("batch row %s: result for unknown custom_id %r ignored", batch_id, line.custom_id)
+        report.add(Count.UNKNOWN_RESULTS)
+        return None
+    if line.custom_id in stored:
+        return None  # stored by an earlier, interrupted pass
+    stored.add(line.custom_id)
+    report.add(Count.results(line.type))
+    return job
+
+
+@dataclass(frozen=True)
+class _Of:
+    """The batch whose results are being stored, as deciding their moves needs it."""
+
+    batch_id: int
+    prefix: str
+    canceled_by_operator: bool  # `reviewer batches cancel`: a canceled line spends no attempt
+    limits: dict[str, int] = field(default_factory=dict)  # max_attempts per repository, looked up once
+
+
+def _decide(rt: Runtime, line: ResultLine, job: _Job, of: _Of) -> _Move:
+    """Where the result line sends its (submitted) job."""
     if line.type == ResultType.SUCCEEDED:
         if not (line.text or "").strip() and line.content_json in (None, "[]"):
-            _retry_or_fail(rt, session, job, f"the model returned no content (stop_reason {line.stop_reason})")
-            return
-        transition(session, job.id, State.SUBMITTED, State.ANSWERED, now=now, actor=rt.actor,
-                   review_text=line.text, reason=f"answered ({line.stop_reason})")
-    elif line.type == ResultType.ERRORED and line.error_type == "invalid_request_error":
-        transition(session, job.id, State.SUBMITTED, State.FAILED, now=now, actor=rt.actor,
-                   reason=f"the API rejected the request: {line.error_message}")
-    elif line.type == ResultType.CANCELED and canceled_by_operator(session, job):
-        requeue_canceled(session, job, now=now, actor=rt.actor)  # `reviewer batches cancel`: no attempt is spent
-    else:
-        errored = line.type == ResultType.ERRORED
-        detail = f"{line.error_type}: {line.error_message}" if errored else f"request {line.type}"
-        _retry_or_fail(rt, session, job, detail)
+            why = f"the model returned no content (stop_reason {line.stop_reason})"
+            return _retry_or_fail(rt, job, why, of.limits)
+        return _Move(State.ANSWERED, f"answered ({line.stop_reason})", answer_of=(of.batch_id, of.prefix))
+    if line.type == ResultType.ERRORED and line.error_type == "invalid_request_error":
+        return _Move(State.FAILED, f"the API rejected the request: {line.error_message}")
+    if line.type == ResultType.CANCELED and of.canceled_by_operator:
+        return _Move(State.QUEUED, CANCELED_BY_OPERATOR, attempts=max(job.attempts - 1, 0))
+    errored = line.type == ResultType.ERRORED
+    detail = f"{line.error_type}: {line.error_message}" if errored else f"request {line.type}"
+    return _retry_or_fail(rt, job, detail, of.limits)
 
 
-def _retry_or_fail(rt: Runtime, session: Session, job: ReviewJob, why: str) -> None:
-    limit = max_attempts(rt.settings, job.repository)
+# the reason `jobs.requeue_canceled` writes, for a canceled line of a batch an operator canceled
+CANCELED_BY_OPERATOR = "its batch was canceled by an operator; queued again (the attempt is not counted)"
+
+
+def _retry_or_fail(rt: Runtime, job: _Job, why: str, limits: dict[str, int]) -> _Move:
+    limit = limits.get(job.repository)
+    if limit is None:
+        limit = limits[job.repository] = max_attempts(rt.settings, job.repository)
     if job.attempts >= limit:
-        transition(session, job.id, State.SUBMITTED, State.FAILED, now=rt.clock(), actor=rt.actor,
-                   reason=f"gave up after {job.attempts} attempts; last: {why}")
-    else:
-        transition(session, job.id, State.SUBMITTED, State.QUEUED, now=rt.clock(), actor=rt.actor,
-                   reason=f"{why}; queued again (attempt {job.attempts} of {limit})")
+        return _Move(State.FAILED, f"gave up after {job.attempts} attempts; last: {why}")
+    return _Move(State.QUEUED, f"{why}; queued again (attempt {job.attempts} of {limit})")
+
+
+def _move(rt: Runtime, session: Session, moves: list[tuple[_Move, _Job]]) -> None:
+    """Apply the moves of submitted jobs, equal ones in one guarded UPDATE (`transition_many`)."""
+    groups: dict[_Move, list[int]] = {}
+    for move, job in moves:
+        groups.setdefault(move, []).append(job.id)
+    for move, job_ids in groups.items():
+        transition_many(session, job_ids, State.SUBMITTED, move.target, now=rt.clock(), actor=rt.actor,
+                        reason=move.reason, **move.values())
 
 
 def max_attempts(settings: Settings, repository: str) -> int:
@@ -222,11 +311,25 @@ def max_attempts(settings: Settings, repository: str) -> int:
         return 1
 
 
+def _submitted_jobs(session: Session, batch_id: int) -> Iterator[list[_Job]]:
+    """The jobs of the batch still in `submitted`, a chunk at a time (in id order)."""
+    after = 0
+    while True:
+        rows = session.execute(select(*_JOB_COLUMNS).where(
+            ReviewJob.batch_id == batch_id, ReviewJob.state == State.SUBMITTED.value, ReviewJob.id > after)
+            .order_by(ReviewJob.id).limit(RESULTS_CHUNK)).all()
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [_Job(*row) for row in rows]
+
+
 def _requeue_leftovers(rt: Runtime, batch_id: int, why: str, report: StageReport) -> None:
+    limits: dict[str, int] = {}
     with transaction(rt.sessions) as session:
-        for job in jobs_of_batch(session, batch_id, State.SUBMITTED):
-            _retry_or_fail(rt, session, job, why)
-            report.add(Count.WITHOUT_RESULT)
+        for jobs in _submitted_jobs(session, batch_id):
+            _move(rt, session, [(_retry_or_fail(rt, job, why, limits), job) for job in jobs])
+            report.add(Count.WITHOUT_RESULT, len(jobs))
 
 
 def _close_batch(rt: Runtime, batch_id: int, state: BatchState, error: str | None) -> None:

@@ -67,6 +67,14 @@ class Loss(_Switch):
 
 
 @dataclass
+class Cut(_Switch):
+    """Processes a matching request and starts its real answer (status, headers, the full Content-Length),
+    then drops the connection after `fraction` of the body: a download that breaks off mid-stream."""
+
+    fraction: float
+
+
+@dataclass
 class Hold(_Switch):
     """Blocks the response of one matching request after it was processed, until released."""
 
@@ -134,6 +142,7 @@ class EmulatorServer:
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []
         self._losses: list[Loss] = []
+        self._cuts: list[Cut] = []
         self.requests: list[RecordedRequest] = []
 
     @property
@@ -193,6 +202,11 @@ class EmulatorServer:
         with self._lock:
             self._losses.append(Loss(method.upper(), re.compile(path_pattern), times, status))
 
+    def cut_answer(self, method: str, path_pattern: str, fraction: float = 0.5, times: int = 1) -> None:
+        """The next `times` matching answers break off after `fraction` of their body (see `Cut`)."""
+        with self._lock:
+            self._cuts.append(Cut(method.upper(), re.compile(path_pattern), times, fraction))
+
     def hold_after_processing(self, method: str, path_pattern: str) -> Hold:
         hold = Hold(method.upper(), re.compile(path_pattern), 1)
         with self._lock:
@@ -249,10 +263,12 @@ class EmulatorServer:
             self.requests.append(
                 RecordedRequest(request.method, request.path, request.query, response.status, headers)
             )
-        self._write(raw, response)
+        cut = self._take(self._cuts, request.method, request.path)
+        self._write(raw, response, None if cut is None else int(len(response.body) * cut.fraction))
 
     @staticmethod
-    def _write(raw: BaseHTTPRequestHandler, response: Response) -> None:
+    def _write(raw: BaseHTTPRequestHandler, response: Response, cut_at: int | None = None) -> None:
+        """Send `response`; with `cut_at`, only that many bytes of its body, then close the connection."""
         try:
             raw.send_response(response.status)
             for name, value in response.headers.items():
@@ -260,6 +276,9 @@ class EmulatorServer:
             raw.send_header("Content-Length", str(len(response.body)))
             raw.end_headers()
             if raw.command != "HEAD":
-                raw.wfile.write(response.body)
+                raw.wfile.write(response.body if cut_at is None else response.body[:cut_at])
+            if cut_at is not None:
+                raw.wfile.flush()
+                raw.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (killed by a crash test) while the response was held
