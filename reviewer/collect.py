@@ -10,7 +10,8 @@ request whose files GitHub did not all list (over 3,000) records how many were l
 that the skip rules exclude (drafts, bots, labels, titles, authors) get no job; the reason is recorded
 in `pull_skips` and shown by `status`. A queued job whose PR moved on or closed is marked stale before any
 money is spent. In incremental mode, a new head of an already reviewed PR is reviewed on the diff since
-that review.
+that review. New jobs are committed `QUEUE_CHUNK` at a time, each in a savepoint of its own (a head
+another instance queued first is skipped alone); a pass that stops early still queues what it fetched.
 
 A job's repository is the configured spelling of the name, never GitHub's `full_name` (which may differ in
 case). An entry whose name changed case only keeps its queue: its rows are renamed to the new spelling at
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from reviewer.config import RepoSettings, ReviewRules
@@ -50,6 +51,8 @@ from reviewer.rules import (
 from reviewer.runtime import Runtime
 
 T = TypeVar("T")
+QUEUE_CHUNK = 50  # new jobs committed per transaction (a pass that stops early loses no fetched diff)
+LOOKUP_CHUNK = 500  # pull request numbers per IN (...) of a lookup
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,21 @@ def _collect_new(rt: Runtime, repo: RepoSettings, pulls: list[PullSummary], repo
     view = _guarded(report, repo.name, lambda: _repo_view(rt, repo, report))
     if view is None:
         return
-    for pr in pulls:
-        reason = skip_reason(pr, view.settings.skip)
-        if reason is not None:
-            _record_skip(rt, repo.name, pr, reason, report)
-        else:
-            _queue_pull(rt, view, pr, report)
+    previous = _last_posted(rt, repo.name, [p.number for p in pulls]) \
+        if view.settings.review_mode == "incremental" else {}
+    fetched: list[tuple[PullSummary, _Fetched]] = []
+    try:
+        for pr in pulls:
+            reason = skip_reason(pr, view.settings.skip)
+            if reason is not None:
+                _record_skip(rt, repo.name, pr, reason, report)
+            elif (pulled := _fetch_guarded(rt, view, pr, previous.get(pr.number), report)) is not None:
+                fetched.append((pr, pulled))
+            if len(fetched) >= QUEUE_CHUNK:
+                chunk, fetched = fetched, []
+                _queue_pulls(rt, view, chunk, report)
+    finally:
+        _queue_pulls(rt, view, fetched, report)  # what was fetched is queued however the pass ends
 
 
 def _repo_view(rt: Runtime, repo: RepoSettings, report: StageReport) -> _RepoView:
@@ -130,7 +142,8 @@ def _rules_view(rt: Runtime, repo: RepoSettings) -> tuple[_RepoView, str | None]
     central = _RepoView(repo, None, rt.settings.source)
     if not repo.read_repo_config:
         return central, None
-    file = rt.github.read_default_branch_file(repo.name, REPO_CONFIG_PATH, MAX_RULES_BYTES)
+    file = rt.github.read_default_branch_file(repo.name, REPO_CONFIG_PATH, MAX_RULES_BYTES,
+                                              cache=DbPageCache(rt.sessions))  # unchanged: a free 304
     if file is None:
         return central, None
     source = f"{repo.name}:{REPO_CONFIG_PATH}"
@@ -218,31 +231,55 @@ class _Fetched:
     unlisted: int = 0  # changed files GitHub's listing left out (over 3,000)
 
 
-def _fetch(rt: Runtime, view: _RepoView, pr: PullSummary) -> _Fetched:
+def _fetch_guarded(rt: Runtime, view: _RepoView, pr: PullSummary, previous: ReviewJob | None,
+                   report: StageReport) -> _Fetched | None:
+    return _guarded(report, f"{view.settings.name}#{pr.number}", lambda: _fetch(rt, view, pr, previous))
+
+
+def _fetch(rt: Runtime, view: _RepoView, pr: PullSummary, previous: ReviewJob | None) -> _Fetched:
     name = view.settings.name
     pulled = rt.github.fetch_diff(name, pr.number)
-    previous = _last_posted(rt, name, pr.number) if view.settings.review_mode == "incremental" else None
     since = rt.github.compare_diff(name, previous.head_sha, pr.head_sha) if previous else None
     return _Fetched(pulled.text, pulled.source, previous, since, pulled.unlisted)
 
 
-def _queue_pull(rt: Runtime, view: _RepoView, pr: PullSummary, report: StageReport) -> None:
-    name = view.settings.name
-    fetched = _guarded(report, f"{name}#{pr.number}", lambda: _fetch(rt, view, pr))
-    if fetched is None:
+def _queue_pulls(rt: Runtime, view: _RepoView, fetched: list[tuple[PullSummary, _Fetched]],
+                 report: StageReport) -> None:
+    """Queue the fetched pull requests in one transaction, each job in a savepoint of its own."""
+    jobs = [(pr, got, _new_job(rt, view, pr, got)) for pr, got in fetched]
+    if not jobs:
         return
-    job = _new_job(rt, view, pr, fetched)
+    queued = []
+    with transaction(rt.sessions) as session:
+        for pr, got, job in jobs:
+            if _queue_pull(rt, session, pr, got, job, report):
+                queued.append((pr, got, job))
+    for pr, got, job in queued:
+        _report_queued(report, view.settings.name, pr, got, job)
+
+
+def _queue_pull(rt: Runtime, session: Session, pr: PullSummary, fetched: _Fetched, job: ReviewJob,
+                report: StageReport) -> bool:
     initial, reason = (State.QUEUED, None) if fetched.diff.strip() else (
         State.SKIPPED, "the pull request has no changes to review")
     try:
-        with transaction(rt.sessions) as session:
+        with session.begin_nested():
             create_job(session, job, initial, now=job.created_at, actor=rt.actor, reason=reason)
             _supersede(rt, session, job, report)
-            session.execute(delete(PullSkip).where(PullSkip.repository == name, PullSkip.pr_number == pr.number))
+            session.execute(delete(PullSkip).where(PullSkip.repository == job.repository,
+                                                   PullSkip.pr_number == pr.number))
     except IntegrityError:
         report.add(Count.UNCHANGED)  # another instance queued the same head a moment earlier
-        return
-    report.add(Count.QUEUED if initial == State.QUEUED else Count.SKIPPED)
+        return False
+    except OperationalError as exc:
+        if "no such savepoint" in str(exc) and isinstance(exc.__context__, DBAPIError):
+            raise exc.__context__ from None  # SQLite ended the transaction itself (disk full): say why, not that
+        raise
+    return True
+
+
+def _report_queued(report: StageReport, name: str, pr: PullSummary, fetched: _Fetched, job: ReviewJob) -> None:
+    report.add(Count.QUEUED if job.state == State.QUEUED.value else Count.SKIPPED)
     if fetched.source == "files":
         report.note(f"{name}#{pr.number}: diff too large for GitHub's diff endpoint; built from the file list"
                     + (f" ({fetched.unlisted:,} files not listed by GitHub, not reviewed)" if fetched.unlisted else ""))
@@ -268,11 +305,16 @@ def _new_job(rt: Runtime, view: _RepoView, pr: PullSummary, fetched: _Fetched) -
     return job
 
 
-def _last_posted(rt: Runtime, repository: str, number: int) -> ReviewJob | None:
+def _last_posted(rt: Runtime, repository: str, numbers: list[int]) -> dict[int, ReviewJob]:
+    """The last posted job of each of these pull requests that has one (one query per repository)."""
+    last: dict[int, ReviewJob] = {}
     with rt.sessions() as session:
-        return session.scalars(select(ReviewJob).where(
-            ReviewJob.repository == repository, ReviewJob.pr_number == number,
-            ReviewJob.state == State.POSTED.value).order_by(ReviewJob.id.desc()).limit(1)).first()
+        for at in range(0, len(numbers), LOOKUP_CHUNK):
+            ids = select(func.max(ReviewJob.id)).where(
+                ReviewJob.repository == repository, ReviewJob.pr_number.in_(numbers[at:at + LOOKUP_CHUNK]),
+                ReviewJob.state == State.POSTED.value).group_by(ReviewJob.pr_number)
+            last.update((job.pr_number, job) for job in session.scalars(select(ReviewJob).where(ReviewJob.id.in_(ids))))
+    return last
 
 
 def _summary_of(rt: Runtime, job_id: int) -> str | None:

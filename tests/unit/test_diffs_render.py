@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reviewer.errors import TemplateError
-from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, number_new_side
+from reviewer.review.diffs import FilePatch, changed_files, diff_from_file_patches, index_diff, number_new_side
 from reviewer.review.render import builtin_prompts_dir, render_prompt, template_exists
 
 DIFF = """diff --git a/app.py b/app.py
@@ -50,6 +50,16 @@ def test_diff_from_file_patches_round_trips_through_the_parser() -> None:
                                    FilePatch("new.py", "added", "@@ -0,0 +1 @@\n+print(1)\n")])
     assert changed_files(diff) == ["src/x.py", "img.png", "new.py"]
     assert "    1 +print(1)" in number_new_side(diff)
+
+
+def test_a_rebuilt_diff_with_a_removed_file_still_parses_whole() -> None:
+    """Without git's `deleted file mode` line the parser refuses the whole diff (`+++ /dev/null` without a
+    source), and the review would lose every file of a PR over 300 files that deletes one."""
+    diff = diff_from_file_patches([FilePatch("gone.py", "removed", "@@ -1,2 +0,0 @@\n-a\n-b"),
+                                   FilePatch("kept.py", "modified", "@@ -1 +1 @@\n-a\n+b")])
+    assert "deleted file mode 100644" in diff
+    assert changed_files(diff) == ["gone.py", "kept.py"]
+    assert index_diff(diff).line("kept.py", 1) is not None
 
 
 def variables() -> dict[str, object]:
