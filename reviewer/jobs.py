@@ -34,7 +34,7 @@ from reviewer.cost import Usage, cost_of
 from reviewer.errors import ConfigError
 from reviewer.models import Batch, Result, ResultType, ReviewJob
 from reviewer.queue import State, transition
-from reviewer.review.diffs import changed_files, number_files, number_new_side, without_content
+from reviewer.review.diffs import changed_files, number_new_side, without_content
 from reviewer.review.parse import REVIEW_TOOL, TOOL_NAME
 from reviewer.review.paths import shown
 from reviewer.review.render import RenderedPrompt, render_prompt
@@ -77,7 +77,7 @@ def template_variables(job: ReviewJob, repo: RepoSettings, fitted: FittedDiff) -
         "pr": {"number": job.pr_number, "title": job.title, "author": job.author, "body": job.body,
                "url": job.url, "base_ref": job.base_ref, "head_ref": job.head_ref, "head_sha": job.head_sha,
                "labels": [label for label in job.labels.split(",") if label]},
-        "diff": number_files(fitted.parsed) if fitted.parsed else number_new_side(fitted.diff),
+        "diff": "\n".join(fitted.numbered) if fitted.numbered else number_new_side(fitted.diff),
         "files": [shown(path) for path in fitted.kept or changed_files(fitted.diff)],
         "omitted": [{"path": shown(o.path), "reason": o.reason} for o in fitted.omitted],
         "unlisted_files": job.unlisted_files or 0,

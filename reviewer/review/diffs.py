@@ -22,6 +22,7 @@ from typing import NamedTuple
 from unidiff import PatchSet
 from unidiff.constants import (
     DEV_NULL,
+    LINE_VALUE_NO_NEWLINE,
     RE_BINARY_DIFF,
     RE_DIFF_GIT_DELETED_FILE,
     RE_DIFF_GIT_HEADER,
@@ -94,6 +95,45 @@ def number_files(files: Iterable[PatchedFile]) -> str:
                 number = "" if line.target_line_no is None else str(line.target_line_no)
                 out.append(f"{number:>5} {line.line_type}{line.value.rstrip(chr(10))}")
     return "\n".join(out)
+
+
+def number_section(text: str) -> str | None:
+    """`number_files(PatchSet(text))` from the same scan as `index_diff`, without unidiff's Line objects
+    (submit numbers every kept file of every job); None where unidiff refuses `text`. A section with a
+    binary marker is left to unidiff, which alone marks binary files."""
+    if "Binary files " in text or "GIT binary patch" in text:
+        patch = _parse(text)
+        return None if patch is None else number_files(patch)
+    lines = list(StringIO(text))  # split as unidiff splits (at "\n" only, ends kept)
+    scanned = _Scan(lines).files()
+    if scanned is None:
+        return None
+    out: list[str] = []
+    for file, spans in scanned:
+        out.append(f"--- {_shown_name(file.source_file)}\n+++ {_shown_name(file.target_file)}")
+        for span in spans:
+            out.append(f"@@ -{span.source_start},{span.source_length} +{span.target_start},{span.target_length} @@"
+                       f"{(' ' + span.section_header) if span.section_header else ''}")
+            out.extend(_numbered(lines, span))
+    return "\n".join(out)
+
+
+def _numbered(lines: list[str], span: _Span) -> Iterator[str]:
+    """A hunk's body lines as `number_files` shows them (the scan validated every line's first character)."""
+    target = span.target_start
+    for line in islice(lines, span.first, span.end):
+        kind = line[0]
+        if kind in "\r\n":  # an empty context line: unidiff keeps only its line break as its value
+            empty = RE_HUNK_EMPTY_BODY_LINE.match(line)
+            kind, value = " ", empty.group("value") if empty else ""
+        else:
+            value = line[1:]
+        number = ""
+        if kind in "+ ":
+            number, target = str(target), target + 1
+        yield f"{number:>5} {kind}{value.rstrip(chr(10))}"
+    for kind in span.trailing:
+        yield f"{'':>5} {kind}{LINE_VALUE_NO_NEWLINE if kind else ''}"
 
 
 def _shown_name(name: str) -> str:
@@ -176,12 +216,18 @@ def index_diff(diff: str) -> DiffIndex:
 
 
 class _Span(NamedTuple):
-    """A hunk's body: lines[first:end], its new side numbered from `target_start`."""
+    """A hunk's body: lines[first:end], its new side numbered from `target_start`; its header's other
+    fields as unidiff's `Hunk` reads them."""
 
     target_start: int
     target_length: int
     first: int
     end: int
+    source_start: int = 0
+    source_length: int = 0
+    section_header: str = ""
+    # what unidiff appends to the hunk after its body: "\\" for a no-newline marker, "" for an empty line
+    trailing: tuple[str, ...] = ()
 
 
 def _removed(file: PatchedFile, spans: list[_Span]) -> bool:
@@ -272,8 +318,16 @@ class _Scan:
         elif RE_NO_NEWLINE_MARKER.match(line):
             if self.current is None or not self.current[1]:
                 raise UnidiffParseError("unexpected marker")
-        elif not (line == "\n" and self.current is not None and self.current[1]):
+            self._trail("\\")
+        elif line == "\n" and self.current is not None and self.current[1]:
+            self._trail("")
+        else:
             self._info_line(line)
+
+    def _trail(self, kind: str) -> None:
+        assert self.current is not None
+        spans = self.current[1]
+        spans[-1] = spans[-1]._replace(trailing=(*spans[-1].trailing, kind))
 
     def _git_header(self, line: str) -> bool:
         header = (RE_DIFF_GIT_HEADER.match(line) or RE_DIFF_GIT_HEADER_URI_LIKE.match(line)
@@ -334,11 +388,12 @@ class _Scan:
     def _hunk(self, header: re.Match[str]) -> None:
         if self.current is None:
             raise UnidiffParseError("unexpected hunk")
-        source_length, target_start, target_length = header.group(2, 3, 4)
+        source_start, source_length, target_start, target_length, section = header.group(1, 2, 3, 4, 5)
         want_source = 1 if source_length is None else int(source_length)  # as unidiff's Hunk reads them
         want_target = 1 if target_length is None else int(target_length)
         end = _hunk_end(self.kinds, self.at, want_source, want_target)
-        self.current[1].append(_Span(int(target_start), want_target, self.at, end))
+        self.current[1].append(_Span(int(target_start), want_target, self.at, end, int(source_start), want_source,
+                                     section))
         self.at = end
 
 

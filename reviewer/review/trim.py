@@ -30,8 +30,9 @@ from functools import lru_cache
 from pathspec import GitIgnoreSpec
 from pathspec.pattern import RegexPattern
 from unidiff.errors import UnidiffParseError
-from unidiff.patch import PatchedFile, PatchSet
+from unidiff.patch import PatchSet
 
+from reviewer.review.diffs import number_section
 from reviewer.review.paths import strip_side, unquote
 
 # Each group is ordered generic-first, because the LAST matching gitignore pattern is the one named in
@@ -72,9 +73,9 @@ class FittedDiff:
     tokens: int  # estimated tokens of `diff`
     ignored_tokens: int  # tokens saved by ignore patterns
     over_hard_limit: bool  # the reviewable (not ignored, not binary) files are too big to review: skip
-    # `diff` as parsed while fitting (the kept files, in order; empty when `diff` was not split into files),
-    # so that `diffs.number_files` need not parse it again
-    parsed: tuple[PatchedFile, ...] = field(default=(), compare=False, repr=False)
+    # `diff` numbered on its new side while fitting (`diffs.number_section` of each kept file, in order;
+    # empty when `diff` was not split into files), so that the prompt need not parse it again
+    numbered: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 # --- token estimate --------------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def fit_diff(diff: str, *, ignore: Sequence[str] | Ignores = DEFAULT_IGNORES, bu
         tokens=sum(c.tokens for c in chosen),
         ignored_tokens=ignored_tokens,
         over_hard_limit=hard_limit_tokens is not None and reviewable > hard_limit_tokens,
-        parsed=tuple(f for c in chosen for f in parsed[c.index]),
+        numbered=tuple(parsed[c.index] for c in chosen if parsed[c.index]),
     )
 
 
@@ -341,28 +342,21 @@ def _binary_reason(path: str) -> str:
     return "binary file" if relevance(path) == OTHER else "no patch from GitHub (too large or binary)"
 
 
-def _select(candidates: Sequence[_Candidate], budget_tokens: int) -> tuple[dict[int, str], dict[int, PatchSet]]:
+def _select(candidates: Sequence[_Candidate], budget_tokens: int) -> tuple[dict[int, str], dict[int, str]]:
     """Greedy by relevance, the biggest change in the most relevant class first; returns index -> reason
-    for the files left out, and index -> parse for the files kept. A file that does not fit is passed
+    for the files left out, and index -> numbered text for the files kept. A file that does not fit is passed
     over, so smaller files after it still get in. Only files that fit are parsed in full, which keeps
     this linear in the budget, not the diff."""
     ranked = sorted(candidates, key=lambda c: (relevance(c.file.path), -c.file.changed, c.file.path))
     left_out: dict[int, str] = {}
-    parsed: dict[int, PatchSet] = {}
+    parsed: dict[int, str] = {}
     total = 0
     for c in ranked:
         if total + c.tokens > budget_tokens:
             left_out[c.index] = f"left out: over the token budget ({c.tokens:,} tokens)"
-        elif (patch := _parsed(c.file.text)) is None:  # a broken hunk would make the whole kept diff unreadable
+        elif (patch := number_section(c.file.text)) is None:  # a broken hunk would make the kept diff unreadable
             left_out[c.index] = "left out: its diff could not be parsed"
         else:
             parsed[c.index] = patch
             total += c.tokens
     return left_out, parsed
-
-
-def _parsed(text: str) -> PatchSet | None:
-    try:
-        return PatchSet(text)
-    except UnidiffParseError:
-        return None

@@ -10,7 +10,7 @@ from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from reviewer.emulators.samples import make_diff
-from reviewer.review.diffs import FilePatch, RightLine, diff_from_file_patches, index_diff
+from reviewer.review.diffs import FilePatch, RightLine, diff_from_file_patches, index_diff, number_files, number_section
 from reviewer.review.paths import unquote
 
 WORDS = ["alpha", "beta", "gamma", "delta", "    return x", "", "\tpass", "if a:", "# note", "x = 1"]
@@ -139,3 +139,31 @@ def test_a_files_lines_are_built_only_when_asked_for() -> None:
     assert "new.py" in index.files and "img.png" in index.files and "old.py" not in index.files
     assert index.line("new.py", 2) == RightLine(0, "c", True) and index.line("img.png", 1) is None
     assert index.line("missing.py", 1) is None
+
+
+def unidiff_numbered(diff: str) -> str | None:
+    try:
+        return number_files(PatchSet(diff))
+    except UnidiffParseError:
+        return None
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_generated_diff_is_numbered_as_unidiff_numbers_it(seed: int) -> None:
+    rng = random.Random(seed)
+    diff = random_diff(rng)
+    assert number_section(diff) == unidiff_numbered(diff)
+    broken = mutated(rng, diff)
+    assert number_section(broken) == unidiff_numbered(broken)
+
+
+@pytest.mark.parametrize("diff", TRICKY)
+def test_a_tricky_diff_is_numbered_as_unidiff_numbers_it(diff: str) -> None:
+    assert number_section(diff) == unidiff_numbered(diff)
+
+
+@pytest.mark.parametrize("number", range(1, 4))
+def test_a_reference_workload_diff_is_numbered_as_unidiff_numbers_it(number: int) -> None:
+    diffs = pytest.importorskip("bench.reference_workload", reason="run from the checkout's root")
+    diff = diffs.Repository(20261201, number).pull_diff(20261201, number, 75_000)
+    assert number_section(diff) == unidiff_numbered(diff)

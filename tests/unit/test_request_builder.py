@@ -15,7 +15,7 @@ from reviewer.emulators.samples import make_diff
 from reviewer.errors import ConfigError
 from reviewer.jobs import Prepared, RequestBuilder, prepare_request, request_json
 from reviewer.models import ReviewJob
-from reviewer.review.diffs import number_files, number_new_side
+from reviewer.review.diffs import number_new_side
 from reviewer.review.trim import fit_diff
 from reviewer.rules import parse_repo_rules, rules_to_json
 from tests.unit.test_trim import mixed_diff
@@ -74,13 +74,13 @@ def test_request_json_is_the_sdk_encoding_of_the_request(title: str, repository:
 
 
 @pytest.mark.parametrize("budget", [0, 300, 2000, 10**6])
-def test_the_files_trim_parsed_number_like_the_kept_diff(budget: int) -> None:
+def test_the_files_trim_numbered_read_like_the_kept_diff(budget: int) -> None:
     fitted = fit_diff(mixed_diff(), budget_tokens=budget)
-    assert len(fitted.parsed) == len(fitted.kept)
-    assert (number_files(fitted.parsed) if fitted.parsed else number_new_side(fitted.diff)) == \
+    assert len(fitted.numbered) == len(fitted.kept)
+    assert ("\n".join(fitted.numbered) if fitted.numbered else number_new_side(fitted.diff)) == \
         number_new_side(fitted.diff)
 
 
-def test_an_unparseable_diff_has_no_parsed_files() -> None:
+def test_an_unparseable_diff_has_no_numbered_files() -> None:
     fitted = fit_diff("not a diff\n", budget_tokens=1000)
-    assert fitted.parsed == () and number_new_side(fitted.diff) == "not a diff\n"
+    assert fitted.numbered == () and number_new_side(fitted.diff) == "not a diff\n"
