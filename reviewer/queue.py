@@ -127,6 +127,17 @@ def create_job(session: Session, job: ReviewJob, initial: State, *, now: datetim
     _event(session, job.id, None, initial, reason, actor, now)
 
 
+def _moved(source: State, target: State, *, now: datetime, reason: str | None, actor: str | None,
+           lease_until: datetime | None, **values: Any) -> dict[str, Any]:
+    """The columns a move from `source` to `target` writes (refused if the table does not allow it): the
+    state, its reason, the lease (held by `actor` until `lease_until`, or cleared) and `values`."""
+    if not allowed(source, target):
+        raise ValueError(f"transition {source.value} -> {target.value} is not allowed")
+    lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
+        "lease_owner": None, "lease_expires_at": None}
+    return {"state": target.value, "reason": reason, "updated_at": now, **lease, **values}
+
+
 def transition(
     session: Session,
     job_id: int,
@@ -140,14 +151,11 @@ def transition(
     **values: Any,
 ) -> None:
     """Move one job from `source` to `target` or raise ConcurrentTransition; `values` are written too."""
-    if not allowed(source, target):
-        raise ValueError(f"transition {source.value} -> {target.value} is not allowed")
-    lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
-        "lease_owner": None, "lease_expires_at": None}
+    moved = _moved(source, target, now=now, reason=reason, actor=actor, lease_until=lease_until, **values)
     statement = (
         update(REVIEW_JOBS)
         .where(REVIEW_JOBS.c.id == job_id, REVIEW_JOBS.c.state == source.value)
-        .values(state=target.value, reason=reason, updated_at=now, **lease, **values)
+        .values(**moved)
     )
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentTransition(job_id, source.value)
@@ -170,17 +178,14 @@ def transition_many(
     ids) with one event each; returns the ids that moved (the others were taken by another worker).
     `values` are written to every moved job; per-job columns are the caller's (`UPDATE ... WHERE id`
     once the jobs are its own)."""
-    if not allowed(source, target):
-        raise ValueError(f"transition {source.value} -> {target.value} is not allowed")
-    lease = {"lease_owner": actor, "lease_expires_at": lease_until} if lease_until else {
-        "lease_owner": None, "lease_expires_at": None}
+    moved_values = _moved(source, target, now=now, reason=reason, actor=actor, lease_until=lease_until, **values)
     ids = list(job_ids)
     moved: set[int] = set()
     for start in range(0, len(ids), _SET_CHUNK):
         statement = (
             update(REVIEW_JOBS)
             .where(REVIEW_JOBS.c.id.in_(ids[start:start + _SET_CHUNK]), REVIEW_JOBS.c.state == source.value)
-            .values(state=target.value, reason=reason, updated_at=now, **lease, **values)
+            .values(**moved_values)
             .returning(REVIEW_JOBS.c.id)
         )
         moved.update(session.scalars(statement))
